@@ -1,0 +1,772 @@
+"""The victim-alert rules of ``victim-alerts.md``, as pure functions of an offender's history.
+
+The projection stores every accepted fact document of an offender (the interchange JSON plus
+the tracker's ``recordedAt``), calls :func:`derive_alerts` with the whole history after each
+new document, and raises what :func:`plan_alerts` says is not yet raised. Nothing here does
+I/O or reads a clock, so the same history always gives the same alerts, whatever the order
+in which its documents arrived.
+
+What is due is decided on *when things happened* (``occurredAt``, as the contract says), but
+an alert, once the tracker could have raised it, stays due: the rules ask whether, at some
+moment the tracker knew of the event (some ``recordedAt``), the facts it knew then made the
+alert due. A ``victim.withdrawn`` or ``mappa.level-changed`` that happened earlier but
+reaches the tracker after the alert was raised therefore does not un-raise it (the VLO was
+told; the withdrawal is not a mistake in that alert), and rebuilding the projection from
+zero gives exactly the alerts it raised live. Only a retraction makes an event "as if it had
+not happened" at every moment (interchange-v1.md), so a raised alert stops being derivable
+only when a fact it rests on is retracted, and that is when :func:`plan_alerts` corrects it.
+
+Choices where the contract is silent (each also commented where it is made):
+
+- Same instant: an enrolment counts for an event at the same ``occurredAt`` ("at or
+  before"); a withdrawal at the same instant as the event, or as an enrolment of the same
+  victim, wins (the victim asked not to be contacted).
+- Several enrolments of one victim: the latest at the event's moment gives the VLO and
+  ``wants``. ``wants: []`` means the victim wants none of the alerts; only an absent (or
+  null) ``wants`` means all.
+- Other ties at one instant (level and area changes) are broken by ``eventId``, as the
+  offender timeline does, so that no arrival order changes the answer.
+- A changed release date is judged against the previous non-retracted notice in
+  ``occurredAt`` order within the same custody term: a ``custody.released`` in between means
+  the earlier notice was about an earlier sentence. A notice that a later one has already
+  replaced says so, so that the VLO does not pass on a stale date.
+- The responsible area counts every non-retracted fact (victim-liaison ones too) for "the
+  earliest event", and a move by ``mappa.area-transferred`` or ``custody.released`` takes
+  effect at its own ``occurredAt``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+LONDON = ZoneInfo("Europe/London")
+
+ALERT_KINDS: tuple[str, ...] = (
+    "release-due",
+    "released",
+    "licence-conditions",
+    "recalled",
+    "sentence-reduced",
+    "work-placement",
+    "absconded",
+    "transferred",
+    "parole-outcome",
+    "case-closing",
+)
+LATE_RELEASE_NOTICE = "late-release-notice"
+CORRECTION = "correction"
+
+# Alert ids are uuid5 in this namespace (uuid5(NAMESPACE_URL, "urn:mappa-tracker:victim-alerts")).
+# Stored alerts are keyed by these ids: changing the namespace would raise every alert again.
+ALERT_ID_NAMESPACE = uuid.UUID("37636868-c604-5226-8e12-61d684354382")
+
+LeadTimes = Callable[[str, int], str | None]
+
+_ENROLLED = "victim.enrolled"
+_WITHDRAWN = "victim.withdrawn"
+_RETRACTED = "record.retracted"
+_NOTIFIED = "release.notified"
+_RELEASED = "custody.released"
+_LEVEL_CHANGED = "mappa.level-changed"
+_CASE_CLOSED = "mappa.case-closed"
+_AREA_TRANSFERRED = "mappa.area-transferred"
+
+_KIND_BY_EVENT_TYPE: dict[str, str] = {
+    _NOTIFIED: "release-due",
+    _RELEASED: "released",
+    "licence.conditions-set": "licence-conditions",
+    "licence.recalled": "recalled",
+    "custody.absconded": "absconded",
+    "custody.transferred": "transferred",
+    "parole.decided": "parole-outcome",
+    _CASE_CLOSED: "case-closing",
+}
+
+_SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing one person must be told: a victim's VLO, or an area's MAPPA co-ordinator."""
+
+    alert_id: str
+    kind: str
+    recipient: str
+    victim_ref: str | None
+    offender_ref: str
+    area: str
+    event_id: str
+    event_type: str
+    occurred_at: str
+    recorded_at: str
+    late_by_seconds: int
+    message: str
+    # Excluded from the hash (a dict is unhashable) so that alerts can go in sets.
+    details: dict[str, Any] = field(hash=False)
+    corrects_alert_id: str | None = None
+
+
+def alert_id_for(event_id: str, victim_ref: str) -> str:
+    """The stable id of the alert to ``victim_ref`` about ``event_id``."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}"))
+
+
+def coordinator_alert_id_for(event_id: str, area: str) -> str:
+    """The stable id of the late-release-notice alert about ``event_id`` to ``area``."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:coordinator:{area}"))
+
+
+def correction_id_for(alert_id: str) -> str:
+    """The stable id of the correction of ``alert_id``: one correction per alert, ever."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{alert_id}:correction"))
+
+
+# ---------------------------------------------------------------------------------------------
+# ISO 8601 durations (the areas' release-notice lead times)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A calendar duration: months are added by the calendar, then days."""
+
+    months: int
+    days: int
+
+
+_DURATION = re.compile(
+    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+)
+
+
+def parse_duration(text: str) -> Duration:
+    """Parse an ISO 8601 duration ``PnYnMnWnD`` (a time part only if it is whole days).
+
+    Raises ``ValueError`` for anything else, so that reference data can be checked on load.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or not any(match.groupdict().values()) or text.strip().endswith("T"):
+        raise ValueError(f"not an ISO 8601 duration of years, months, weeks and days: {text!r}")
+    part = {name: int(value or 0) for name, value in match.groupdict().items()}
+    seconds = part["hours"] * 3600 + part["minutes"] * 60 + part["seconds"]
+    if seconds % _SECONDS_PER_DAY:
+        raise ValueError(f"a release-notice lead time must be whole days: {text!r}")
+    return Duration(
+        months=part["years"] * 12 + part["months"],
+        days=part["weeks"] * 7 + part["days"] + seconds // _SECONDS_PER_DAY,
+    )
+
+
+def add_duration(start: date, duration: Duration) -> date:
+    """``start`` plus ``duration``, as dateutil's ``relativedelta`` does it: years and months
+    first, clamping the day to the end of a shorter month (31 Jan + P1M is 28/29 Feb), then
+    weeks and days."""
+    month_index = start.year * 12 + (start.month - 1) + duration.months
+    year, month = divmod(month_index, 12)
+    month += 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return date(year, month, day) + timedelta(days=duration.days)
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts
+
+
+@dataclass(frozen=True)
+class _Fact:
+    doc: Mapping[str, Any]
+    event_id: str
+    event_type: str
+    occurred: datetime
+    recorded: datetime
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        info = self.doc.get("additionalInformation")
+        return info if isinstance(info, Mapping) else {}
+
+    @property
+    def placement(self) -> tuple[datetime, str]:
+        # Same order as the offender timeline: when it happened, then eventId for ties.
+        return (self.occurred, self.event_id)
+
+    @property
+    def occurred_at(self) -> str:
+        return str(self.doc["occurredAt"])
+
+    @property
+    def recorded_at(self) -> str:
+        return str(self.doc["recordedAt"])
+
+    @property
+    def area(self) -> str:
+        return str(self.doc.get("area", ""))
+
+    @property
+    def offender_ref(self) -> str:
+        return _mappa_ref(self.doc)
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(str(text))
+    # occurredAt always has an offset; recordedAt is UTC by definition even if written bare.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _mappa_ref(doc: Mapping[str, Any]) -> str:
+    reference = doc.get("personReference")
+    identifiers = reference.get("identifiers", []) if isinstance(reference, Mapping) else []
+    for identifier in identifiers:
+        if isinstance(identifier, Mapping) and identifier.get("type") == "MAPPA":
+            return str(identifier.get("value", ""))
+    return ""
+
+
+def _facts(history: Iterable[Mapping[str, Any]]) -> list[_Fact]:
+    """The non-retracted facts (retractions themselves excluded), in placement order."""
+    by_id: dict[str, _Fact] = {}
+    for doc in history:
+        fact = _Fact(
+            doc=doc,
+            event_id=str(doc["eventId"]),
+            event_type=str(doc["eventType"]),
+            occurred=_instant(doc["occurredAt"]),
+            recorded=_instant(doc["recordedAt"]),
+        )
+        kept = by_id.get(fact.event_id)
+        # Histories hold no duplicates; should one slip in, the first accepted copy counts.
+        if kept is None or fact.recorded < kept.recorded:
+            by_id[fact.event_id] = fact
+    # A retraction may arrive before its target: it still removes the target, at every
+    # moment, so an event retracted before it arrived never raises anything. Retractions of
+    # retractions are rejected at ingest, so a retraction is never itself retracted here.
+    retracted = {
+        str(fact.info.get("eventId")) for fact in by_id.values() if fact.event_type == _RETRACTED
+    }
+    facts = [
+        fact
+        for fact in by_id.values()
+        if fact.event_type != _RETRACTED and fact.event_id not in retracted
+    ]
+    return sorted(facts, key=lambda fact: fact.placement)
+
+
+def _known_by(facts: Iterable[_Fact], moment: datetime) -> list[_Fact]:
+    return [fact for fact in facts if fact.recorded <= moment]
+
+
+def _moments_after(start: datetime, facts: Iterable[_Fact]) -> list[datetime]:
+    """``start`` and every later moment at which one of ``facts`` reached the tracker."""
+    return sorted({start, *(fact.recorded for fact in facts if fact.recorded > start)})
+
+
+def _responsible_area(facts: Sequence[_Fact], moment: datetime) -> str:
+    """The offender's responsible area at ``moment``: the earliest fact's area, moved by every
+    area transfer and release to another area at or before ``moment``. ``facts`` is sorted."""
+    area = facts[0].area if facts else ""
+    for fact in facts:
+        if fact.occurred > moment:
+            break
+        if fact.event_type in (_AREA_TRANSFERRED, _RELEASED) and fact.info.get("toArea"):
+            area = str(fact.info["toArea"])
+    return area
+
+
+def _level(facts: Sequence[_Fact], moment: datetime) -> int | None:
+    """The MAPPA level at ``moment``: the latest level set at or before it, unless the case
+    was closed after it was set. ``facts`` is sorted."""
+    level: int | None = None
+    for fact in facts:
+        if fact.occurred > moment:
+            break
+        if fact.event_type == _LEVEL_CHANGED:
+            level = int(fact.info["level"])
+        elif fact.event_type == _CASE_CLOSED:
+            level = None
+    return level
+
+
+def _london_date(moment: datetime) -> date:
+    return moment.astimezone(LONDON).date()
+
+
+def _for_people(moment: datetime) -> str:
+    return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M (UK time)")
+
+
+def _late_by_seconds(fact: _Fact) -> int:
+    return max(0, int((fact.recorded - fact.occurred).total_seconds()))
+
+
+def _how_late(seconds: int) -> str:
+    for unit, size in (("day", _SECONDS_PER_DAY), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _lateness_sentence(fact: _Fact) -> str:
+    seconds = _late_by_seconds(fact)
+    if not seconds:
+        return ""
+    return (
+        f" This event reached the tracker {_how_late(seconds)} late: it happened"
+        f" {_for_people(fact.occurred)} and was recorded {_for_people(fact.recorded)}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts to victims' VLOs
+
+
+def _kind_of(fact: _Fact) -> str | None:
+    if fact.event_type == "sentence.varied":
+        return "sentence-reduced" if fact.info.get("reason") == "appeal" else None
+    if fact.event_type == "custody.temporary-release":
+        return "work-placement" if fact.info.get("purpose") == "work-placement" else None
+    return _KIND_BY_EVENT_TYPE.get(fact.event_type)
+
+
+def _victim_order(fact: _Fact) -> tuple[datetime, int, str]:
+    # At one instant a withdrawal comes after (so overrides) an enrolment of the same victim.
+    return (fact.occurred, 1 if fact.event_type == _WITHDRAWN else 0, fact.event_id)
+
+
+def _wants(enrolment: _Fact, kind: str) -> bool:
+    wants = enrolment.info.get("wants")
+    if wants is None:
+        return True
+    if isinstance(wants, str):
+        return wants == kind
+    return kind in wants
+
+
+def _addressing_enrolment(trigger: _Fact, kind: str, of_victim: Sequence[_Fact]) -> _Fact | None:
+    """The enrolment through which the victim is (or was first) due the alert, if any.
+
+    The victim's state at the trigger's ``occurredAt`` is the latest enrolment or withdrawal
+    happening at or before it (enrolment at the same instant counts). It is judged with what
+    the tracker knew at each moment from the trigger's arrival on: a late-arriving enrolment
+    makes the alert due when it arrives; a late-arriving withdrawal cannot un-raise it.
+    """
+    relevant = [fact for fact in of_victim if fact.occurred <= trigger.occurred]
+    for moment in _moments_after(trigger.recorded, relevant):
+        known = _known_by(relevant, moment)
+        if not known:
+            continue
+        latest = max(known, key=_victim_order)
+        if latest.event_type == _ENROLLED and _wants(latest, kind):
+            return latest
+    return None
+
+
+def _victim_alert(
+    trigger: _Fact, kind: str, enrolment: _Fact, facts: Sequence[_Fact], offender_ref: str
+) -> Alert:
+    victim_ref = str(enrolment.info["victimRef"])
+    happened, tell, details = _describe(kind, trigger, facts, offender_ref)
+    details = {**details, "enrolmentEventId": enrolment.event_id}
+    late_by = _late_by_seconds(trigger)
+    if late_by:
+        details["lateBySeconds"] = late_by
+    return Alert(
+        alert_id=alert_id_for(trigger.event_id, victim_ref),
+        kind=kind,
+        recipient=str(enrolment.info["vloRef"]),
+        victim_ref=victim_ref,
+        offender_ref=offender_ref,
+        area=_responsible_area(facts, trigger.occurred),
+        event_id=trigger.event_id,
+        event_type=trigger.event_type,
+        occurred_at=trigger.occurred_at,
+        recorded_at=trigger.recorded_at,
+        late_by_seconds=late_by,
+        message=f"For victim {victim_ref}: {happened} {tell}{_lateness_sentence(trigger)}",
+        details=details,
+    )
+
+
+def _describe(
+    kind: str, fact: _Fact, facts: Sequence[_Fact], offender: str
+) -> tuple[str, str, dict[str, Any]]:
+    """What happened, what the VLO must tell the victim, and the structured details."""
+    info = fact.info
+    on = _for_people(fact.occurred)
+    if kind == "release-due":
+        return _describe_release_notice(fact, facts, offender)
+    if kind == "released":
+        release_type = info.get("releaseType")
+        to_area = f", to area {info['toArea']}" if info.get("toArea") else ""
+        return (
+            f"Released: offender {offender} was released from custody on {on}"
+            f" ({release_type} release{to_area}).",
+            "Tell the victim the offender has been released.",
+            {"releaseType": release_type, "toArea": info.get("toArea"), "toBcu": info.get("toBcu")},
+        )
+    if kind == "licence-conditions":
+        return _describe_conditions(fact, offender)
+    if kind == "recalled":
+        return (
+            f"Recalled: offender {offender} was recalled to custody on {on}"
+            f" (reason: {info.get('reason')}).",
+            "Tell the victim the offender has been recalled to prison.",
+            {"reason": info.get("reason")},
+        )
+    if kind == "sentence-reduced":
+        new_date = info.get("newExpectedReleaseDate")
+        new_date_text = f" The new expected release date is {new_date}." if new_date else ""
+        return (
+            f"Sentence reduced on appeal: offender {offender}'s sentence was reduced on"
+            f" appeal on {on}.{new_date_text}",
+            "Tell the victim the sentence has been reduced.",
+            {"reason": info.get("reason"), "newExpectedReleaseDate": new_date},
+        )
+    if kind == "work-placement":
+        return (
+            f"Work placement: offender {offender} is released on temporary licence for a work"
+            f" placement in the community from {info.get('from')} to {info.get('to')}"
+            f" (decided {on}).",
+            "Tell the victim about the work placement.",
+            {"purpose": info.get("purpose"), "from": info.get("from"), "to": info.get("to")},
+        )
+    if kind == "absconded":
+        return (
+            f"Absconded: offender {offender} absconded or escaped from custody on {on}.",
+            "Tell the victim at once.",
+            {},
+        )
+    if kind == "transferred":
+        return (
+            f"Transferred: offender {offender} was moved from {info.get('fromPrison')} to"
+            f" {info.get('toPrison')} on {on}.",
+            "Tell the victim the offender has moved to a different prison.",
+            {"fromPrison": info.get("fromPrison"), "toPrison": info.get("toPrison")},
+        )
+    if kind == "parole-outcome":
+        outcome = info.get("outcome")
+        outcome_text = {
+            "release-directed": "the Parole Board directed release",
+            "release-refused": "release was refused",
+            "open-conditions": "a move to open conditions",
+        }.get(str(outcome), str(outcome))
+        return (
+            f"Parole outcome: the parole review of offender {offender} decided on {on}:"
+            f" {outcome_text}.",
+            "Tell the victim the outcome of the parole review.",
+            {"outcome": outcome},
+        )
+    # case-closing
+    return (
+        f"Case closing: offender {offender}'s MAPPA case was closed on {on}"
+        f" (reason: {info.get('reason')}); contact about this offender is ending.",
+        "Tell the victim the case is closing.",
+        {"reason": info.get("reason")},
+    )
+
+
+def _describe_conditions(fact: _Fact, offender: str) -> tuple[str, str, dict[str, Any]]:
+    raw = fact.info.get("conditions") or []
+    conditions = [dict(condition) for condition in raw if isinstance(condition, Mapping)]
+    # Stable sort: the victim's protections first, each group in the order the licence gives.
+    conditions.sort(key=lambda condition: not condition.get("protectsVictim"))
+    protective = [condition for condition in conditions if condition.get("protectsVictim")]
+    others = [condition for condition in conditions if not condition.get("protectsVictim")]
+
+    def listed(group: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{c.get('code')}: {c.get('text')}" for c in group)
+
+    parts = [
+        f"Licence conditions: the licence conditions of offender {offender} were set on"
+        f" {_for_people(fact.occurred)}."
+    ]
+    if protective:
+        parts.append(f"Conditions protecting the victim: {listed(protective)}.")
+    else:
+        parts.append("No condition is marked as protecting the victim.")
+    if others:
+        parts.append(f"Other conditions: {listed(others)}.")
+    if fact.info.get("licenceEndDate"):
+        parts.append(f"The licence ends on {fact.info['licenceEndDate']}.")
+    return (
+        " ".join(parts),
+        "Tell the victim the conditions that protect them.",
+        {"conditions": conditions, "licenceEndDate": fact.info.get("licenceEndDate")},
+    )
+
+
+def _neighbouring_notices(
+    notice: _Fact, facts: Sequence[_Fact]
+) -> tuple[_Fact | None, _Fact | None]:
+    """The notices just before and just after ``notice`` in the same custody term."""
+    previous: _Fact | None = None
+    following: _Fact | None = None
+    seen = False
+    for fact in facts:
+        if fact is notice:
+            seen = True
+        elif fact.event_type == _RELEASED:
+            # A release ends the custody term: notices either side are about different terms.
+            if seen:
+                break
+            previous = None
+        elif fact.event_type == _NOTIFIED:
+            if not seen:
+                previous = fact
+            else:
+                following = fact
+                break
+    return previous, following
+
+
+def _describe_release_notice(
+    notice: _Fact, facts: Sequence[_Fact], offender: str
+) -> tuple[str, str, dict[str, Any]]:
+    info = notice.info
+    expected = info.get("expectedReleaseDate")
+    release_type = info.get("releaseType")
+    previous, following = _neighbouring_notices(notice, facts)
+    previous_date = previous.info.get("expectedReleaseDate") if previous else None
+    changed = previous is not None and previous_date != expected
+    if changed:
+        happened = (
+            f"Release date changed: offender {offender}'s expected release date has changed"
+            f" from {previous_date} to {expected} ({previous_date} -> {expected});"
+            f" {release_type} release."
+        )
+    elif previous is not None:
+        happened = (
+            f"Release due: a new notice confirms offender {offender}'s expected release date"
+            f" of {expected} (unchanged); {release_type} release."
+        )
+    else:
+        happened = (
+            f"Release due: offender {offender} is expected to be released on {expected}"
+            f" ({release_type} release)."
+        )
+    if info.get("toArea"):
+        happened += f" Release is to area {info['toArea']}."
+    if following is not None:
+        happened += (
+            f" A later notice has since replaced this one, giving"
+            f" {following.info.get('expectedReleaseDate')}: check the latest date."
+        )
+    details: dict[str, Any] = {
+        "expectedReleaseDate": expected,
+        "releaseType": release_type,
+        "previousExpectedReleaseDate": previous_date,
+        "previousNoticeEventId": previous.event_id if previous else None,
+        "dateChanged": changed,
+        "toArea": info.get("toArea"),
+        "supersededByEventId": following.event_id if following else None,
+    }
+    return happened, "Tell the victim when the offender is due to be released.", details
+
+
+# ---------------------------------------------------------------------------------------------
+# Late release notices, to the area's MAPPA co-ordinator
+
+
+@dataclass(frozen=True)
+class _Shortfall:
+    area: str
+    level: int
+    rule: str
+    notice_date: date
+    due_by: date
+    expected: date
+
+    @property
+    def days_short(self) -> int:
+        return (self.due_by - self.expected).days
+
+    @property
+    def lead_time_days(self) -> int:
+        return (self.expected - self.notice_date).days
+
+
+def _shortfall(notice: _Fact, known: Sequence[_Fact], lead_times: LeadTimes) -> _Shortfall | None:
+    """How the notice fell short of its area's rule, judged on the ``known`` facts."""
+    level = _level(known, notice.occurred)
+    if level is None:
+        return None
+    area = _responsible_area(known, notice.occurred)
+    rule = lead_times(area, level)
+    if not rule:
+        return None
+    notice_date = _london_date(notice.occurred)
+    expected = date.fromisoformat(str(notice.info["expectedReleaseDate"]))
+    due_by = add_duration(notice_date, parse_duration(rule))
+    if due_by <= expected:
+        return None
+    return _Shortfall(area, level, rule, notice_date, due_by, expected)
+
+
+def _late_notice_alerts(
+    notice: _Fact, facts: Sequence[_Fact], lead_times: LeadTimes, offender_ref: str
+) -> list[Alert]:
+    # Only facts placed at or before the notice bear on its level and area (the earliest fact
+    # of all is one of them, since the notice itself is). As for victims, the notice counts as
+    # late if it was late on what the tracker knew at some moment after it arrived; a level
+    # change or transfer reported later cannot un-raise it, but may raise it to another area.
+    relevant = [fact for fact in facts if fact.occurred <= notice.occurred]
+    shortfalls: dict[str, _Shortfall] = {}
+    for moment in _moments_after(notice.recorded, relevant):
+        shortfall = _shortfall(notice, _known_by(relevant, moment), lead_times)
+        if shortfall is not None and shortfall.area not in shortfalls:
+            shortfalls[shortfall.area] = shortfall
+    return [
+        _late_notice_alert(notice, shortfall, offender_ref) for shortfall in shortfalls.values()
+    ]
+
+
+def _late_notice_alert(notice: _Fact, shortfall: _Shortfall, offender_ref: str) -> Alert:
+    days = shortfall.days_short
+    message = (
+        f"Late release notice: the notice given on {shortfall.notice_date} that offender"
+        f" {offender_ref} (MAPPA level {shortfall.level}) is expected to be released on"
+        f" {shortfall.expected} gave {shortfall.lead_time_days} days' notice. Area"
+        f" {shortfall.area}'s rule for level {shortfall.level} is {shortfall.rule}: notice given"
+        f" on {shortfall.notice_date} is in time only for a release on or after"
+        f" {shortfall.due_by}, so it was {days} day{'s' if days != 1 else ''} short."
+        f"{_lateness_sentence(notice)}"
+    )
+    return Alert(
+        alert_id=coordinator_alert_id_for(notice.event_id, shortfall.area),
+        kind=LATE_RELEASE_NOTICE,
+        recipient=f"coordinator:{shortfall.area}",
+        victim_ref=None,
+        offender_ref=offender_ref,
+        area=shortfall.area,
+        event_id=notice.event_id,
+        event_type=notice.event_type,
+        occurred_at=notice.occurred_at,
+        recorded_at=notice.recorded_at,
+        late_by_seconds=_late_by_seconds(notice),
+        message=message,
+        details={
+            "expectedReleaseDate": shortfall.expected.isoformat(),
+            "releaseType": notice.info.get("releaseType"),
+            "noticeDate": shortfall.notice_date.isoformat(),
+            "leadTimeDays": shortfall.lead_time_days,
+            "ruleDuration": shortfall.rule,
+            "level": shortfall.level,
+            "inTimeForReleaseFrom": shortfall.due_by.isoformat(),
+            "daysShort": days,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The public rules
+
+
+def _sort_key(alert: Alert) -> tuple[datetime, str, int, str, str]:
+    kinds = (*ALERT_KINDS, LATE_RELEASE_NOTICE, CORRECTION)
+    return (
+        _instant(alert.occurred_at),
+        alert.event_id,
+        kinds.index(alert.kind),
+        alert.recipient,
+        alert.victim_ref or "",
+    )
+
+
+def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -> list[Alert]:
+    """Every alert due from an offender's whole ``history`` (fact documents, any order).
+
+    ``lead_times(area, level)`` gives the area's release-notice lead time for the level as
+    an ISO 8601 duration, or ``None`` where the area has no rule. The result is the same for
+    every arrival order of the same documents and is sorted by when the events happened.
+    Raises ``ValueError`` for a lead time that is not a duration of years, months, weeks
+    and days (reference data should be checked with :func:`parse_duration` when loaded).
+    """
+    facts = _facts(history)
+    offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
+    of_victim: dict[str, list[_Fact]] = {}
+    for fact in facts:
+        if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
+            of_victim.setdefault(str(fact.info["victimRef"]), []).append(fact)
+
+    alerts: list[Alert] = []
+    for trigger in facts:
+        kind = _kind_of(trigger)
+        if kind is None:
+            continue
+        for victim_facts in of_victim.values():
+            enrolment = _addressing_enrolment(trigger, kind, victim_facts)
+            if enrolment is not None:
+                alerts.append(
+                    _victim_alert(
+                        trigger, kind, enrolment, facts, trigger.offender_ref or offender_ref
+                    )
+                )
+        if trigger.event_type == _NOTIFIED:
+            alerts.extend(
+                _late_notice_alerts(
+                    trigger, facts, lead_times, trigger.offender_ref or offender_ref
+                )
+            )
+    return sorted(alerts, key=_sort_key)
+
+
+def plan_alerts(derived: Sequence[Alert], already_raised: Mapping[str, Alert]) -> list[Alert]:
+    """The alerts to raise now, given those ``already_raised`` (by alert id).
+
+    Every derived alert not yet raised, then a correction for every raised alert that is no
+    longer derived. Because :func:`derive_alerts` never drops an alert for a fact reported
+    late (a late withdrawal, level change or transfer), an alert stops being derived only
+    when an event it rests on (its trigger, the victim's enrolment, the level or area behind
+    a late-notice alert) has been retracted: the correction says it was recorded in error.
+    A correction's id is derived from the alert's, so each alert is corrected once, ever.
+    (A change to an area's lead-time rules would also undo late-notice alerts and so correct
+    them: change those rules only for the future, or expect corrections.)
+    """
+    derived_ids = {alert.alert_id for alert in derived}
+    to_raise = [alert for alert in derived if alert.alert_id not in already_raised]
+    corrections = [
+        _correction(alert)
+        for alert in already_raised.values()
+        if alert.kind != CORRECTION
+        and alert.alert_id not in derived_ids
+        and correction_id_for(alert.alert_id) not in already_raised
+    ]
+    return to_raise + sorted(corrections, key=_sort_key)
+
+
+def _correction(alert: Alert) -> Alert:
+    when = _for_people(_instant(alert.occurred_at))
+    addressee = f"For victim {alert.victim_ref}: " if alert.victim_ref else ""
+    message = (
+        f"{addressee}Correction: the earlier {alert.kind} alert about {alert.event_type} event"
+        f" {alert.event_id} of {when} (offender {alert.offender_ref}, alert {alert.alert_id})"
+        " was recorded in error: the event behind it has been retracted. Disregard it; if"
+        " it has already been passed on, say that it was recorded in error."
+    )
+    return Alert(
+        alert_id=correction_id_for(alert.alert_id),
+        kind=CORRECTION,
+        recipient=alert.recipient,
+        victim_ref=alert.victim_ref,
+        offender_ref=alert.offender_ref,
+        area=alert.area,
+        event_id=alert.event_id,
+        event_type=alert.event_type,
+        occurred_at=alert.occurred_at,
+        recorded_at=alert.recorded_at,
+        late_by_seconds=0,
+        message=message,
+        details={
+            "corrects": alert.alert_id,
+            "correctedKind": alert.kind,
+            "correctedEventId": alert.event_id,
+        },
+        corrects_alert_id=alert.alert_id,
+    )
