@@ -1,0 +1,138 @@
+"""Ingest: decide reported facts on their offenders and store them, a batch at a time.
+
+Every path in (file, Kafka, HTTP) ends here, so every path answers the same way. A batch is
+one transaction: all the offenders it touches are saved together (with the eventId index
+rows, and the consumer's position when there is one), which is where throughput comes from
+on an event store that locks its table per insert.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from domain.errors import DomainError
+from domain.offender import KnownEvent, Offender, Outcome, ReportedFact
+from infra.eventstore import IndexRow, OffenderRecords
+
+log = structlog.get_logger(__name__)
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one document (``item`` is its line number, offset or index)."""
+
+    item: int
+    verdict: Verdict
+    event_id: str | None = None
+    message: str | None = None
+    queries: tuple[str, ...] = ()
+
+
+@dataclass
+class Summary:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    queried: int = 0
+    rejections: list[Result] = field(default_factory=list)
+
+    def add(self, result: Result) -> None:
+        if result.verdict is Verdict.ACCEPTED:
+            self.accepted += 1
+            self.queried += 1 if result.queries else 0
+        elif result.verdict is Verdict.DUPLICATE:
+            self.duplicate += 1
+        else:
+            self.rejected += 1
+            self.rejections.append(result)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": self.rejected,
+            "queried": self.queried,
+        }
+
+
+class IngestService:
+    """Decides and stores batches of reported facts."""
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self, records: OffenderRecords) -> None:
+        self.records = records
+
+    def ingest(
+        self, batch: Sequence[tuple[int, ReportedFact]], tracking: Tracking | None = None
+    ) -> list[Result]:
+        """Decide and store ``batch`` atomically, with ``tracking`` in the same commit.
+
+        Another writer may commit to the same offender first; the store's primary key then
+        refuses our save, and we decide the whole batch again on the new versions.
+        """
+        for attempt in range(1, self.MAX_ATTEMPTS + 1):
+            results, offenders, index_rows = self._decide(batch)
+            try:
+                if offenders or tracking is not None:
+                    self.records.save_batch(offenders, index_rows, tracking)
+            except IntegrityError:
+                log.warning("concurrent write, deciding again", attempt=attempt)
+                continue
+            return results
+        raise RuntimeError(f"batch still conflicting after {self.MAX_ATTEMPTS} attempts")
+
+    def _decide(
+        self, batch: Sequence[tuple[int, ReportedFact]]
+    ) -> tuple[list[Result], list[Offender], list[IndexRow]]:
+        wanted = {fact.event_id for _, fact in batch}
+        wanted |= {
+            str(fact.fields["retracted_event_id"])
+            for _, fact in batch
+            if "retracted_event_id" in fact.fields
+        }
+        known = self.records.known_events(wanted)
+        offenders: dict[UUID, Offender] = {}
+        index_rows: list[IndexRow] = []
+        results: list[Result] = []
+        for item, fact in batch:
+            if fact.event_id in known:
+                results.append(Result(item, Verdict.DUPLICATE, fact.event_id))
+                continue
+            offender = offenders.get(fact.offender_id) or self._load(fact)
+            target = known.get(str(fact.fields.get("retracted_event_id")))
+            try:
+                decision = offender.record(fact, target)
+            except DomainError as error:
+                results.append(Result(item, Verdict.REJECTED, fact.event_id, str(error)))
+                continue
+            offenders[offender.id] = offender
+            if decision.outcome is Outcome.DUPLICATE:
+                results.append(Result(item, Verdict.DUPLICATE, fact.event_id))
+                continue
+            known[fact.event_id] = KnownEvent(offender.id, fact.event_class.EVENT_TYPE)
+            index_rows.append((fact.event_id, str(offender.id), fact.event_class.EVENT_TYPE))
+            # Count the document as queried when it is itself the inconsistent fact.
+            queries = tuple(q.reason for q in decision.raised if q.about_event_id == fact.event_id)
+            results.append(Result(item, Verdict.ACCEPTED, fact.event_id, queries=queries))
+        return results, [o for o in offenders.values() if o.pending_events], index_rows
+
+    def _load(self, fact: ReportedFact) -> Offender:
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            return self.records.offender(fact.offender_id)
+        except AggregateNotFoundError:
+            return Offender(mappa_ref=fact.mappa_ref)

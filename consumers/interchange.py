@@ -1,0 +1,362 @@
+"""The interchange format, version 1 (``shared/contract/interchange-v1.md``), as pydantic models.
+
+Every ingest path (file, Kafka, HTTP) decodes with :func:`parse_document`, so a document is
+accepted or rejected the same way whichever way it came. The JSON Schema published by
+``mappa schema`` is generated from these models. Unknown extra fields are ignored: the
+contract lets senders add optional fields, and the tracker must never accept less.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timezone
+from typing import Annotated, Any, Literal, Union
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from domain import events as ev
+from domain.offender import ReportedFact
+
+Agency = Literal[
+    "prison", "probation", "police", "court", "youth-offending", "victim-liaison",
+    "mappa-coordinator",
+]  # fmt: skip
+OrderType = Literal["SOPO", "NOTIFICATION_ORDER", "FOREIGN_TRAVEL_ORDER"]
+BreachableOrderType = Literal[
+    "SOPO", "NOTIFICATION_ORDER", "FOREIGN_TRAVEL_ORDER", "RESTRAINING_ORDER"
+]
+ReleaseType = Literal["licence", "parole-licence", "end-of-sentence", "other"]
+AlertKind = Literal[
+    "release-due", "released", "licence-conditions", "recalled", "sentence-reduced",
+    "work-placement", "absconded", "transferred", "parole-outcome", "case-closing",
+]  # fmt: skip
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+_DURATION = re.compile(r"^P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Source(_Model):
+    agency: Agency
+    system: str | None = None
+    user: str | None = None
+
+
+class Identifier(_Model):
+    type: NonEmpty
+    value: NonEmpty
+
+
+class PersonReference(_Model):
+    identifiers: list[Identifier]
+
+    @field_validator("identifiers")
+    @classmethod
+    def _exactly_one_mappa_reference(cls, value: list[Identifier]) -> list[Identifier]:
+        count = sum(1 for i in value if i.type == "MAPPA")
+        if count != 1:
+            raise ValueError(f"exactly one MAPPA identifier is required, found {count}")
+        return value
+
+
+class _Envelope(_Model):
+    eventId: UUID
+    version: Literal[1]
+    occurredAt: AwareDatetime
+    source: Source
+    personReference: PersonReference
+    area: NonEmpty
+    description: str | None = None
+
+
+class _NoInfo(_Model):
+    pass
+
+
+# --- additionalInformation per type ------------------------------------------------------
+
+
+class CategoryInfo(_Model):
+    category: Literal[1, 2, 3]
+
+
+class LevelInfo(_Model):
+    level: Literal[1, 2, 3]
+    reason: str | None = None
+
+
+class AreaTransferInfo(_Model):
+    toArea: NonEmpty
+    toBcu: str | None = None
+
+
+class CaseClosedInfo(_Model):
+    reason: Literal[
+        "registration-ended", "licence-ended", "order-ended", "deceased", "risk-reduced",
+        "left-jurisdiction", "other",
+    ]  # fmt: skip
+
+
+class RegistrationStartedInfo(_Model):
+    period: str
+    bcu: str | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _duration_or_indefinite(cls, value: str) -> str:
+        if value != "indefinite" and not _DURATION.match(value):
+            raise ValueError("must be an ISO 8601 duration such as P5Y, or 'indefinite'")
+        return value
+
+
+class BreachInfo(_Model):
+    outcome: Literal["caution", "conviction", "no-further-action", "pending"]
+
+
+class ApplicationInfo(_Model):
+    orderType: OrderType
+    applicationId: NonEmpty
+
+
+class OrderGrantedInfo(_Model):
+    orderType: OrderType
+    applicationId: str | None = None
+    prohibitions: list[str] | None = None
+    expiresOn: date | None = None
+
+
+class OrderBreachedInfo(_Model):
+    orderType: BreachableOrderType
+    returnedToCustody: bool
+
+
+class CustodyReceivedInfo(_Model):
+    prison: NonEmpty
+    reason: Literal["remand", "sentence", "recall", "breach", "other"]
+
+
+class CustodyTransferredInfo(_Model):
+    fromPrison: NonEmpty
+    toPrison: NonEmpty
+
+
+class ReleaseNotifiedInfo(_Model):
+    expectedReleaseDate: date
+    releaseType: ReleaseType
+    toArea: str | None = None
+    toBcu: str | None = None
+
+
+class ReleasedInfo(_Model):
+    releaseType: ReleaseType
+    toArea: str | None = None
+    toBcu: str | None = None
+
+
+class TemporaryReleaseInfo(_Model):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    purpose: Literal["work-placement", "other"]
+    from_: date = Field(alias="from")
+    to: date
+
+
+class ParoleInfo(_Model):
+    outcome: Literal["release-directed", "release-refused", "open-conditions"]
+
+
+class SentenceVariedInfo(_Model):
+    reason: Literal["appeal", "other"]
+    newExpectedReleaseDate: date | None = None
+
+
+class Condition(_Model):
+    code: Literal[
+        "exclusion-zone", "non-contact", "residence", "curfew", "electronic-monitoring",
+        "programme", "disclosure-of-relationships", "other",
+    ]  # fmt: skip
+    text: str
+    protectsVictim: bool
+
+
+class ConditionsInfo(_Model):
+    conditions: list[Condition]
+    licenceEndDate: date | None = None
+
+
+class RecallInfo(_Model):
+    reason: Literal["breach-of-conditions", "further-offence", "other"]
+
+
+class ChargedInfo(_Model):
+    chargeId: NonEmpty
+    offence: Literal[
+        "murder", "attempted-murder", "arson-endangering-life", "manslaughter", "rape",
+        "kidnap-abduction", "other-very-serious", "significant-public-interest", "other",
+    ]  # fmt: skip
+
+
+class DisposedInfo(_Model):
+    chargeId: NonEmpty
+    outcome: Literal["convicted", "acquitted", "discontinued", "other"]
+
+
+class EnrolledInfo(_Model):
+    victimRef: NonEmpty
+    vloRef: NonEmpty
+    wants: list[AlertKind] | None = None
+
+
+class WithdrawnInfo(_Model):
+    victimRef: NonEmpty
+
+
+class RetractedInfo(_Model):
+    eventId: UUID
+    reason: NonEmpty
+
+
+_INFO_MODELS: dict[type[ev.InterchangeEvent], type[_Model]] = {
+    ev.CategoryAssigned: CategoryInfo,
+    ev.LevelChanged: LevelInfo,
+    ev.AreaTransferred: AreaTransferInfo,
+    ev.CaseClosed: CaseClosedInfo,
+    ev.RegistrationStarted: RegistrationStartedInfo,
+    ev.RegistrationBreached: BreachInfo,
+    ev.RegistrationEnded: _NoInfo,
+    ev.OrderApplied: ApplicationInfo,
+    ev.OrderInterimGranted: ApplicationInfo,
+    ev.OrderGranted: OrderGrantedInfo,
+    ev.OrderRefused: ApplicationInfo,
+    ev.OrderBreached: OrderBreachedInfo,
+    ev.CustodyReceived: CustodyReceivedInfo,
+    ev.CustodyTransferred: CustodyTransferredInfo,
+    ev.ReleaseNotified: ReleaseNotifiedInfo,
+    ev.CustodyReleased: ReleasedInfo,
+    ev.TemporarilyReleased: TemporaryReleaseInfo,
+    ev.Absconded: _NoInfo,
+    ev.ParoleDecided: ParoleInfo,
+    ev.SentenceVaried: SentenceVariedInfo,
+    ev.LicenceConditionsSet: ConditionsInfo,
+    ev.LicenceRecalled: RecallInfo,
+    ev.LicenceEnded: _NoInfo,
+    ev.OffenceCharged: ChargedInfo,
+    ev.OffenceDisposed: DisposedInfo,
+    ev.VictimEnrolled: EnrolledInfo,
+    ev.VictimWithdrawn: WithdrawnInfo,
+    ev.RecordRetracted: RetractedInfo,
+}
+
+
+def _document_model(event_class: type[ev.InterchangeEvent]) -> type[_Envelope]:
+    info_model = _INFO_MODELS[event_class]
+    info_annotation: Any = info_model
+    if info_model is _NoInfo:
+        info_field: Any = Field(default_factory=_NoInfo)
+    else:
+        info_field = Field(...)
+    namespace = {
+        "__annotations__": {
+            "eventType": Literal[event_class.EVENT_TYPE],
+            "additionalInformation": info_annotation,
+        },
+        "additionalInformation": info_field,
+        "__module__": __name__,
+    }
+    name = "".join(p.capitalize() for p in re.split(r"[.-]", event_class.EVENT_TYPE)) + "Document"
+    return type(name, (_Envelope,), namespace)
+
+
+DOCUMENT_MODELS: dict[str, type[_Envelope]] = {
+    cls.EVENT_TYPE: _document_model(cls) for cls in ev.INTERCHANGE_EVENT_CLASSES
+}
+
+# Built at import from the models above; typed as Any because it is made at runtime.
+InterchangeDocument: Any = Annotated[
+    Union[tuple(DOCUMENT_MODELS.values())],  # noqa: UP007
+    Field(discriminator="eventType"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(InterchangeDocument)
+
+
+class InvalidDocument(ValueError):
+    """A document that does not conform; ``field`` names where, the message says what."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of an interchange document, generated from the models."""
+    schema = _ADAPTER.json_schema(by_alias=True)
+    schema["title"] = "MAPPA offender event interchange format, version 1"
+    return schema
+
+
+def parse_document(raw: str | bytes) -> ReportedFact:
+    """Decode and validate one document; raise :class:`InvalidDocument` naming the field."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidDocument("", f"not valid JSON ({error})") from None
+    return parse_object(data)
+
+
+def parse_object(data: Any) -> ReportedFact:
+    """Validate an already-decoded JSON value as an interchange document."""
+    if not isinstance(data, dict):
+        raise InvalidDocument("", "a document must be a JSON object")
+    try:
+        document = _ADAPTER.validate_python(data)
+    except ValidationError as error:
+        raise _first_problem(error, data) from None
+    return to_fact(document)
+
+
+def _first_problem(error: ValidationError, data: dict[str, Any]) -> InvalidDocument:
+    first = error.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    # A discriminated union puts the eventType value first in the location: drop it.
+    if loc and loc[0] == data.get("eventType") and loc[0] in DOCUMENT_MODELS:
+        loc = loc[1:]
+    if first["type"] == "union_tag_invalid":
+        return InvalidDocument("eventType", f"unknown event type {data.get('eventType')!r}")
+    if first["type"] == "union_tag_not_found":
+        return InvalidDocument("eventType", "field required")
+    field = ".".join(loc)
+    problem = first["msg"]
+    if first["type"] == "missing":
+        problem = "field required"
+    return InvalidDocument(field, problem)
+
+
+def to_fact(document: Any) -> ReportedFact:
+    """Map a validated document onto the domain's fact: event class and fields."""
+    event_class = ev.EVENT_CLASS_BY_TYPE[document.eventType]
+    info = document.additionalInformation.model_dump(mode="json", by_alias=True)
+    fields: dict[str, Any] = {
+        "event_id": str(document.eventId),
+        # pydantic's own tzinfo class would not survive storage; use the stdlib's.
+        "occurred_at": document.occurredAt.astimezone(timezone(document.occurredAt.utcoffset())),
+        "source": document.source.model_dump(exclude_none=True),
+        "identifiers": [i.model_dump() for i in document.personReference.identifiers],
+        "area": document.area,
+        "description": document.description,
+    }
+    for name, key in event_class.info_fields().items():
+        fields[name] = info.get(key)
+    return ReportedFact(event_class, fields)

@@ -1,0 +1,191 @@
+"""An offender's state as the facts say it is, folded in ``occurredAt`` order.
+
+Agencies report late, so facts arrive out of order. The tracker never trusts arrival order:
+the state (and every data-quality query) is a fold over the non-retracted facts sorted by
+when they happened. Ties are broken by ``eventId`` so that any arrival order of the same
+facts gives the same state.
+
+Folding is total: an inconsistent fact (a release of someone not in custody) still changes
+state as the sending agency says, and is reported as a query, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from domain import events as ev
+
+LICENCE_RELEASE_TYPES = frozenset({"licence", "parole-licence"})
+
+
+@dataclass(frozen=True)
+class Query:
+    """A fact that is inconsistent with the history known so far."""
+
+    query_id: str
+    about_event_id: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Victim:
+    victim_ref: str
+    vlo_ref: str
+    wants: tuple[str, ...] | None
+
+
+@dataclass
+class OffenderState:
+    """What decisions need to know about an offender, now."""
+
+    area: str | None = None
+    bcu: str | None = None
+    category: int | None = None
+    level: int | None = None
+    managed: bool = False
+    in_custody: bool = False
+    on_licence: bool = False
+    registered: bool = False
+    expected_release_date: str | None = None
+    release_type: str | None = None
+    open_applications: dict[str, str] = field(default_factory=dict)
+    open_charges: dict[str, str] = field(default_factory=dict)
+    victims: dict[str, Victim] = field(default_factory=dict)
+
+
+def placement_key(event: ev.InterchangeEvent) -> tuple[datetime, str]:
+    """Sort key placing a fact in the offender's history: when it happened, then its id."""
+    return (event.occurred_at, event.event_id)
+
+
+def fold(
+    facts: Iterable[ev.InterchangeEvent], retracted: dict[str, str], known_ids: set[str]
+) -> tuple[OffenderState, dict[str, Query]]:
+    """The state after ``facts`` and the queries they raise.
+
+    ``facts`` excludes retractions; ``retracted`` maps each retracted event id to the id of
+    the retraction; ``known_ids`` is every event id received (to query retractions of
+    events not yet received).
+    """
+    state = OffenderState()
+    queries: dict[str, Query] = {}
+    charged: set[str] = set()
+    for fact in sorted(facts, key=placement_key):
+        if fact.event_id in retracted:
+            continue
+        if state.area is None:
+            state.area = fact.area
+        query = _query_for(state, charged, fact)
+        if query is not None:
+            queries[query.query_id] = query
+        _apply(state, charged, fact)
+    for target in sorted(retracted.keys() - known_ids):
+        query = Query(
+            query_id=f"{retracted[target]}:retraction-of-unknown-event",
+            about_event_id=retracted[target],
+            kind="retraction-of-unknown-event",
+            reason=f"a retraction names event {target}, which has not been received",
+        )
+        queries[query.query_id] = query
+    return state, queries
+
+
+def _query_for(state: OffenderState, charged: set[str], fact: ev.InterchangeEvent) -> Query | None:
+    kind, reason = "", ""
+    if isinstance(fact, ev.CustodyReleased) and not state.in_custody:
+        kind, reason = "release-without-custody", "released, but not known to be in custody"
+    elif isinstance(fact, ev.LicenceRecalled) and not state.on_licence:
+        kind, reason = "recall-without-licence", "recalled, but not known to be on licence"
+    elif isinstance(fact, ev.OffenceDisposed) and fact.charge_id not in charged:
+        kind = "disposal-without-charge"
+        reason = f"charge {fact.charge_id} disposed of, but no such charge has been received"
+    if not kind:
+        return None
+    return Query(f"{fact.event_id}:{kind}", fact.event_id, kind, reason)
+
+
+def _apply(state: OffenderState, charged: set[str], fact: ev.InterchangeEvent) -> None:
+    match fact:
+        case ev.CategoryAssigned():
+            state.category, state.managed = fact.category, True
+        case ev.LevelChanged():
+            state.level, state.managed = fact.level, True
+        case ev.AreaTransferred():
+            _move(state, fact.to_area, fact.to_bcu)
+        case ev.CaseClosed():
+            state.category = state.level = None
+            state.managed = state.registered = False
+        case ev.RegistrationStarted():
+            state.registered = True
+            if fact.bcu:
+                state.bcu = fact.bcu
+        case ev.RegistrationEnded():
+            state.registered = False
+        case ev.OrderApplied():
+            state.open_applications[fact.application_id] = fact.order_type
+        case ev.OrderGranted() | ev.OrderRefused():
+            if fact.application_id:
+                state.open_applications.pop(fact.application_id, None)
+        case ev.OrderBreached():
+            if fact.returned_to_custody:
+                state.in_custody, state.on_licence = True, False
+        case ev.CustodyReceived():
+            state.in_custody = True
+        case ev.ReleaseNotified():
+            state.expected_release_date, state.release_type = (
+                fact.expected_release_date,
+                fact.release_type,
+            )
+        case ev.SentenceVaried():
+            if fact.new_expected_release_date:
+                state.expected_release_date = fact.new_expected_release_date
+        case ev.CustodyReleased():
+            state.in_custody = False
+            state.on_licence = fact.release_type in LICENCE_RELEASE_TYPES
+            state.expected_release_date = None
+            if fact.to_area:
+                _move(state, fact.to_area, fact.to_bcu)
+            elif fact.to_bcu:
+                state.bcu = fact.to_bcu
+        case ev.LicenceRecalled():
+            state.in_custody, state.on_licence = True, False
+        case ev.LicenceEnded():
+            state.on_licence = False
+        case ev.OffenceCharged():
+            charged.add(fact.charge_id)
+            state.open_charges[fact.charge_id] = fact.offence
+        case ev.OffenceDisposed():
+            state.open_charges.pop(fact.charge_id, None)
+        case ev.VictimEnrolled():
+            wants = tuple(fact.wants) if fact.wants is not None else None
+            state.victims[fact.victim_ref] = Victim(fact.victim_ref, fact.vlo_ref, wants)
+        case ev.VictimWithdrawn():
+            state.victims.pop(fact.victim_ref, None)
+        case _:
+            pass
+
+
+def _move(state: OffenderState, to_area: str, to_bcu: str | None) -> None:
+    # A move to another area without a BCU leaves the BCU unknown (statistical-return.md).
+    if to_area != state.area:
+        state.bcu = None
+    state.area = to_area
+    if to_bcu:
+        state.bcu = to_bcu
+
+
+def state_of(events: Iterable[ev.InterchangeEvent]) -> OffenderState:
+    """The state after a whole history of facts, retractions included, in any order."""
+    facts: list[ev.InterchangeEvent] = []
+    retracted: dict[str, str] = {}
+    known: set[str] = set()
+    for event in events:
+        known.add(event.event_id)
+        if isinstance(event, ev.RecordRetracted):
+            retracted[event.retracted_event_id] = event.event_id
+        else:
+            facts.append(event)
+    return fold(facts, retracted, known)[0]

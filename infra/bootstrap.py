@@ -1,0 +1,112 @@
+"""The composition root: the one place where the tracker is wired from its settings.
+
+Nothing here connects at import time; :func:`bootstrap` builds a :class:`Tracker` and the
+caller closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import structlog
+
+from consumers.ingest import IngestService
+from domain.events import OffenderEvent
+from infra.eventstore import OffenderRecords
+from infra.settings import Settings
+from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
+from projections.base import Delivery, ProjectionWriter
+from projections.caseload.projection import CaseloadProjection
+from projections.ports import ViewDatabase
+from projections.statistical_return.areas import AreaCatalogue, load_areas
+from projections.statistical_return.projection import StatisticalReturnProjection
+from projections.victim_alerts.projection import VictimAlertsProjection
+
+log = structlog.get_logger(__name__)
+
+# The upstream name under which projections fed from the event store's own notification
+# log track their position (Kafka-fed ones track "<topic>-<partition>").
+NOTIFICATION_LOG = "offenders"
+
+
+@dataclass
+class Tracker:
+    settings: Settings
+    records: OffenderRecords
+    views: ViewDatabase
+    areas: AreaCatalogue
+    writers: dict[str, ProjectionWriter] = field(default_factory=dict)
+
+    def ingest_service(self) -> IngestService:
+        return IngestService(self.records)
+
+    def writer(self, name: str) -> ProjectionWriter:
+        try:
+            return self.writers[name]
+        except KeyError:
+            known = ", ".join(self.writers)
+            raise KeyError(f"unknown projection {name!r}: choose one of {known}") from None
+
+    def max_notification_id(self) -> int:
+        return self.records.recorder.max_notification_id() or 0
+
+    def catch_up(
+        self, names: list[str] | None = None, on_batch: Callable[[str, int], None] | None = None
+    ) -> dict[str, int]:
+        """Feed projections from the notification log until they reach its end (embedded)."""
+        applied: dict[str, int] = {}
+        for name in names or list(self.writers):
+            writer = self.writers[name]
+            position = writer.position(NOTIFICATION_LOG)
+            applied[name] = 0
+            while True:
+                notifications = self.records.recorder.select_notifications(
+                    start=position + 1, limit=self.settings.batch_size
+                )
+                if not notifications:
+                    break
+                deliveries = [
+                    Delivery(n.id, cast("OffenderEvent", self.records.mapper.to_domain_event(n)))
+                    for n in notifications
+                ]
+                applied[name] += writer.handle(NOTIFICATION_LOG, deliveries)
+                position = notifications[-1].id
+                if on_batch:
+                    on_batch(name, len(notifications))
+        return applied
+
+    def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
+        """Reset a projection and replay every stored event into it."""
+        writer = self.writer(name)
+        writer.reset()
+        log.info("projection reset", projection=name)
+        return self.catch_up([name], on_batch)[name]
+
+    def close(self) -> None:
+        self.views.close()
+        self.records.close()
+
+
+def bootstrap(settings: Settings | None = None) -> Tracker:
+    """Build the tracker from ``settings`` (by default, from the environment)."""
+    settings = settings or Settings()
+    views: ViewDatabase
+    if settings.database_url:
+        views = PostgresViewDatabase(settings.database_url, settings.database_schema)
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        views = SQLiteViewDatabase(settings.data_dir / "views.sqlite")
+    records = OffenderRecords(env=settings.eventsourcing_environment())
+    areas = load_areas(settings.areas)
+    tracker = Tracker(settings, records, views, areas)
+    for projection in (
+        CaseloadProjection(),
+        StatisticalReturnProjection(),
+        VictimAlertsProjection(areas.lead_time_for),
+    ):
+        writer = ProjectionWriter(views, projection)
+        writer.create_tables()
+        tracker.writers[projection.name] = writer
+    return tracker

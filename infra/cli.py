@@ -1,0 +1,366 @@
+"""``mappa``: the tracker's command line.
+
+Every command works against whatever store the settings configure: the embedded default
+(SQLite files in ``MAPPA_DATA_DIR``) or PostgreSQL (``MAPPA_DATABASE_URL``). Answers go to
+standard output, logs and progress bars to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from consumers.ingest import Result, Summary, Verdict
+from consumers.interchange import InvalidDocument, json_schema, parse_document
+from domain.offender import ReportedFact
+from infra.bootstrap import Tracker, bootstrap
+from infra.logs import configure_logging
+from infra.settings import Settings
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if getattr(args, "areas", None):
+        settings = settings.model_copy(update={"areas": Path(args.areas)})
+    configure_logging(settings.log_format, settings.log_level)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        return handler(args, settings)
+    except UsageError as error:
+        print(f"mappa: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class UsageError(Exception):
+    pass
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.generator import write_history
+
+    first, last = _years(args.years)
+    count = write_history(Path(args.out), args.area, first, last, args.offenders, args.seed)
+    print(f"wrote {count} lines to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file)
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    tracker = bootstrap(settings)
+    try:
+        summary = ingest_file(tracker, path, settings.batch_size, progress=not args.quiet)
+        for rejection in summary.rejections:
+            print(f"line {rejection.item}: rejected: {rejection.message}", file=sys.stderr)
+        print(json.dumps(summary.as_dict()) if args.json else _summary_line(summary))
+        if not settings.kafka_bootstrap:
+            _catch_up(tracker, progress=not args.quiet)
+    finally:
+        tracker.close()
+    return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def ingest_file(tracker: Tracker, path: Path, batch_size: int, progress: bool = True) -> Summary:
+    """Ingest a .jsonl file: every good line is stored, every bad one reported by number."""
+    service = tracker.ingest_service()
+    summary = Summary()
+    total = path.stat().st_size
+    with path.open("rb") as lines, _bar(total, "ingest", "B", progress) as bar:
+        batch: list[tuple[int, ReportedFact]] = []
+        for number, raw in enumerate(lines, start=1):
+            bar.update(len(raw))
+            if not raw.strip():
+                continue
+            try:
+                batch.append((number, parse_document(raw)))
+            except InvalidDocument as error:
+                summary.add(Result(number, Verdict.REJECTED, message=str(error)))
+            if len(batch) >= batch_size:
+                _ingest_batch(service, batch, summary)
+                batch = []
+        _ingest_batch(service, batch, summary)
+    summary.rejections.sort(key=lambda r: r.item)
+    return summary
+
+
+def _ingest_batch(service: Any, batch: list[tuple[int, ReportedFact]], summary: Summary) -> None:
+    if batch:
+        for result in service.ingest(batch):
+            summary.add(result)
+
+
+def _summary_line(summary: Summary) -> str:
+    return (
+        f"accepted {summary.accepted}, duplicate {summary.duplicate}, "
+        f"rejected {summary.rejected}, queried {summary.queried}"
+    )
+
+
+def _catch_up(tracker: Tracker, progress: bool = True) -> None:
+    total = tracker.max_notification_id()
+    for name in tracker.writers:
+        done = tracker.writer(name).position("offenders")
+        with _bar(total, f"project {name}", " events", progress, initial=done) as bar:
+            tracker.catch_up([name], on_batch=lambda _name, n: bar.update(n))
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    tracker = bootstrap(settings)
+    try:
+        names = list(tracker.writers) if args.name == "all" else [args.name]
+        for name in names:
+            try:
+                tracker.writer(name)
+            except KeyError as error:
+                raise UsageError(error.args[0]) from None
+            with _bar(
+                tracker.max_notification_id(), f"rebuild {name}", " events", not args.quiet
+            ) as bar:
+                applied = tracker.rebuild(name, on_batch=lambda _n, n: bar.update(n))
+            print(f"{name}: rebuilt from {applied} events")
+    finally:
+        tracker.close()
+    return EXIT_OK
+
+
+def _caseload(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.caseload.projection import caseload
+
+    on = _date(args.on) if args.on else datetime.now(UTC).date()
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        summary = caseload(tx, args.area, on, args.within)
+    if args.format == "json":
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print(_caseload_table(summary))
+    return EXIT_OK
+
+
+def _return(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.statistical_return.layouts import format_markdown
+    from projections.statistical_return.projection import statistical_return
+
+    as_known_on = _moment(args.as_known_on) if args.as_known_on else None
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        population = tracker.areas.population_for(args.area, args.year)
+        try:
+            result = statistical_return(
+                tx, args.area, args.year, args.layout, as_known_on, population
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        area = tracker.areas.get(args.area)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_markdown(result, area.name if area else None))
+    return EXIT_OK
+
+
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.victim_alerts.projection import AlertNotFound, alerts_for, mark_done
+
+    if args.action == "done":
+        if not args.alert_id or not args.by:
+            raise UsageError("usage: mappa alerts done ALERT_ID --by NAME [--vlo REF]")
+        with _reading(settings) as tracker, tracker.views.transaction() as tx:
+            try:
+                changed = mark_done(tx, args.alert_id, args.vlo, args.by, datetime.now(UTC))
+            except AlertNotFound:
+                print(f"mappa: no alert {args.alert_id} for you", file=sys.stderr)
+                return EXIT_REJECTED
+        print(f"alert {args.alert_id} " + ("marked done" if changed else "was already done"))
+        return EXIT_OK
+    recipient = args.vlo or (f"coordinator:{args.coordinator}" if args.coordinator else None)
+    if not recipient:
+        raise UsageError("say whose alerts: --vlo REF or --coordinator AREA")
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        alerts = alerts_for(tx, recipient, include_done=args.all)
+    if args.format == "json":
+        print(json.dumps([a.to_json() for a in alerts], indent=2))
+        return EXIT_OK
+    state = "all" if args.all else "open"
+    print(f"{len(alerts)} {state} alert(s) for {recipient}, oldest first")
+    for raised in alerts:
+        alert = raised.alert
+        done = f"  [done by {raised.done_by} at {raised.done_at}]" if raised.done_at else ""
+        print(f"\n- {alert.alert_id}  {alert.kind}  {alert.offender_ref}", end="")
+        print(f"  occurred {alert.occurred_at}{done}")
+        for line in alert.message.splitlines():
+            print(f"    {line}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    with _reading(settings, catch_up=False) as tracker:
+        head = tracker.max_notification_id()
+        status = {
+            "store": "postgresql" if settings.database_url else f"sqlite ({settings.data_dir})",
+            "events_stored": head,
+            "projections": {
+                name: {"positions": writer.positions()} for name, writer in tracker.writers.items()
+            },
+        }
+    print(json.dumps(status, indent=2))
+    return EXIT_OK
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+class _reading:
+    """Open the tracker for a query; in embedded mode, bring the views up to date first."""
+
+    def __init__(self, settings: Settings, catch_up: bool = True) -> None:
+        self.settings = settings
+        self.catch_up = catch_up
+
+    def __enter__(self) -> Tracker:
+        self.tracker = bootstrap(self.settings)
+        if self.catch_up and not self.settings.kafka_bootstrap:
+            self.tracker.catch_up()
+        return self.tracker
+
+    def __exit__(self, *exc: object) -> None:
+        self.tracker.close()
+
+
+def _bar(total: int, desc: str, unit: str, enabled: bool, initial: int = 0) -> Any:
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit=unit, unit_scale=True, file=sys.stderr,
+        disable=not enabled, leave=False, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def _caseload_table(summary: Any) -> str:
+    lines = [f"Caseload of {summary.area} on {summary.on}: {summary.managed} offenders managed", ""]
+    header = (
+        f"{'BCU':<28}{'cat1':>6}{'cat2':>6}{'cat3':>6}{'L1':>6}{'L2':>6}{'L3':>6}"
+        f"{'custody':>9}{'community':>11}{'licence':>9}"
+    )
+    lines.append(header)
+    lines.append("-" * len(header))
+    for bcu, counts in summary.by_bcu.items():
+        c, lv, cu, li = counts["category"], counts["level"], counts["custody"], counts["licence"]
+        lines.append(
+            f"{bcu[:27]:<28}{c['cat1']:>6}{c['cat2']:>6}{c['cat3']:>6}{lv['level1']:>6}"
+            f"{lv['level2']:>6}{lv['level3']:>6}{cu['in_custody']:>9}{cu['in_community']:>11}"
+            f"{li['on_licence']:>9}"
+        )
+    lines.append("")
+    lines.append(f"Due for release in the next 90 days: {len(summary.due_for_release)}")
+    for due in summary.due_for_release:
+        lines.append(
+            f"  {due.expected_release_date}  {due.mappa_ref:<12} level {due.level or '-'}  "
+            f"category {due.category or '-'}  {due.bcu or 'BCU unknown'}  ({due.release_type})"
+        )
+    return "\n".join(lines)
+
+
+def _years(text: str) -> tuple[int, int]:
+    try:
+        first, _, last = text.partition("-")
+        return int(first), int(last or first)
+    except ValueError:
+        raise UsageError(f"--years: expected FIRST-LAST such as 2001-2009, got {text!r}") from None
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--as-known-on: expected an ISO 8601 moment, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--as-known-on: give a UTC offset, e.g. {text}+00:00")
+    return moment
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mappa",
+        description="MAPPA offender lifecycle tracker: ingest agencies' events, and read the "
+        "live caseload, the 31 March statistical return and victim alerts.",
+        epilog="Store: SQLite under $MAPPA_DATA_DIR (default ~/.local/share/mappa), or "
+        "PostgreSQL when $MAPPA_DATABASE_URL is set. Logs as JSON with MAPPA_LOG_FORMAT=json.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("schema", _schema, "print the JSON Schema of the interchange format")
+
+    gen = command("generate", _generate, "write a realistic, deterministic interchange history")
+    gen.add_argument("--area", default="WM", help="home MAPPA area code (default WM)")
+    gen.add_argument("--years", default="2001-2009", help="reporting years, e.g. 2001-2009")
+    gen.add_argument("--offenders", type=int, default=2000, help="number of offenders")
+    gen.add_argument("--seed", type=int, default=1, help="random seed (same seed, same file)")
+    gen.add_argument("--out", default="history.jsonl", help="output file (.jsonl)")
+
+    ing = command("ingest", _ingest, "ingest an interchange .jsonl file")
+    ing.add_argument("file", help="one interchange document per line")
+    ing.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ing.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    reb = command("rebuild", _rebuild, "rebuild a projection from zero")
+    reb.add_argument("name", help="caseload, statistical-return, victim-alerts or all")
+    reb.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    case = command("caseload", _caseload, "the live caseload of an area")
+    case.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
+    case.add_argument("--on", help="date for 'due for release' (default today), YYYY-MM-DD")
+    case.add_argument("--within", type=int, default=90, help="days ahead for due releases")
+    case.add_argument("--format", choices=("table", "json"), default="table")
+
+    ret = command("return", _return, "the 31 March statistical return of an area and year")
+    ret.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
+    ret.add_argument("--year", type=int, required=True, help="first calendar year: 2004 = 2004/05")
+    ret.add_argument("--layout", choices=("2004", "2008"), help="default: by year")
+    ret.add_argument("--as-known-on", help="count only what was recorded by then (ISO moment)")
+    ret.add_argument("--format", choices=("json", "md"), default="md")
+    ret.add_argument("--areas", help="areas reference data file (default $MAPPA_AREAS or shipped)")
+
+    alerts = command("alerts", _alerts, "victim alerts: list a VLO's, or mark one done")
+    alerts.add_argument("action", nargs="?", choices=("list", "done"), default="list")
+    alerts.add_argument("alert_id", nargs="?", help="with 'done': the alert to mark done")
+    alerts.add_argument("--vlo", help="the victim liaison officer's reference")
+    alerts.add_argument("--coordinator", help="an area code: its MAPPA co-ordinator's alerts")
+    alerts.add_argument("--all", action="store_true", help="done alerts too (the history)")
+    alerts.add_argument("--by", help="with 'done': who did it")
+    alerts.add_argument("--format", choices=("text", "json"), default="text")
+
+    command("status", _status, "what is stored and where each projection is")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The event store: the ``eventsourcing`` library's recorders, plus a global index of eventIds.
+
+The contract makes ``eventId`` an idempotency key across every path and all time, and a
+retraction must name an event of the *same* offender. Neither can be checked inside one
+offender's stream, so each stored interchange event also gets a row in
+``interchange_event_index`` (eventId -> offender, type), written by the recorder inside the
+same transaction as the events themselves: the primary key makes a second acceptance of one
+eventId impossible even between two concurrent writers.
+
+The application uses the library's *process* recorder, so a consumer can store the position
+it consumed (a ``Tracking`` record) in that same transaction too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import ProcessRecorder, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
+
+from domain.offender import KnownEvent, Offender
+
+INDEX_TABLE = "interchange_event_index"
+# (event_id, offender_id, event_type) rows, passed to save() as the keyword ``event_index``.
+IndexRow = tuple[str, str, str]
+
+
+class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {INDEX_TABLE} (event_id TEXT PRIMARY KEY, "
+            "offender_id TEXT NOT NULL, event_type TEXT NOT NULL) WITHOUT ROWID",
+        ]
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        rows: list[IndexRow] = kwargs.get("event_index") or []
+        if rows:
+            c.executemany(f"INSERT INTO {INDEX_TABLE} VALUES (?, ?, ?)", rows)
+        return returning
+
+    def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        found: dict[str, KnownEvent] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(event_ids, 500):
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"SELECT event_id, offender_id, event_type FROM {INDEX_TABLE} "
+                    f"WHERE event_id IN ({marks})",
+                    list(chunk),
+                )
+                for event_id, offender_id, event_type in c.fetchall():
+                    found[event_id] = KnownEvent(UUID(offender_id), event_type)
+        return found
+
+
+class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from psycopg.sql import SQL, Identifier
+
+        super().__init__(*args, **kwargs)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} (event_id TEXT PRIMARY KEY, "
+                "offender_id UUID NOT NULL, event_type TEXT NOT NULL)"
+            ).format(schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE))
+        )
+
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        from psycopg.sql import SQL, Identifier
+
+        super()._insert_events(curs, stored_events, **kwargs)
+        rows: list[IndexRow] = kwargs.get("event_index") or []
+        if rows:
+            curs.executemany(
+                SQL("INSERT INTO {schema}.{table} VALUES (%s, %s, %s)").format(
+                    schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE)
+                ),
+                rows,
+            )
+
+    def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        from psycopg.sql import SQL, Identifier
+
+        found: dict[str, KnownEvent] = {}
+        if not event_ids:
+            return found
+        query = SQL(
+            "SELECT event_id, offender_id, event_type FROM {schema}.{table} "
+            "WHERE event_id = ANY(%s)"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (list(event_ids),))
+            for row in curs.fetchall():
+                found[row["event_id"]] = KnownEvent(row["offender_id"], row["event_type"])
+        return found
+
+
+class IndexedSQLiteFactory(SQLiteFactory):
+    process_recorder_class = IndexedSQLiteProcessRecorder
+
+
+class IndexedPostgresFactory(PostgresFactory):
+    process_recorder_class = IndexedPostgresProcessRecorder
+
+
+class OffenderRecords(Application[UUID]):
+    """The application holding every offender's stream (named ``offenders`` in the store)."""
+
+    name = "offenders"
+
+    def construct_recorder(self) -> ProcessRecorder:
+        # The process recorder stores events and a consumer's tracking position atomically.
+        return self.factory.process_recorder()
+
+    @property
+    def indexed_recorder(self) -> IndexedSQLiteProcessRecorder | IndexedPostgresProcessRecorder:
+        return cast("IndexedSQLiteProcessRecorder | IndexedPostgresProcessRecorder", self.recorder)
+
+    def known_events(self, event_ids: Iterable[str]) -> dict[str, KnownEvent]:
+        """Which of ``event_ids`` have been stored, by whom and of what type."""
+        return self.indexed_recorder.known_events(sorted(set(event_ids)))
+
+    def save_batch(
+        self, offenders: Sequence[Offender], event_index: list[IndexRow], tracking: Tracking | None
+    ) -> None:
+        """Store the offenders' new events, their index rows and ``tracking`` in one commit.
+
+        ``Application.save()`` takes no tracking record (only a process application's
+        policy does), so this builds the library's ``ProcessingEvent`` directly.
+        """
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing_event.collect_events(*offenders, event_index=event_index)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+
+    def offender(self, offender_id: UUID) -> Offender:
+        return cast("Offender", self.repository.get(offender_id))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

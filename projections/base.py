@@ -1,0 +1,237 @@
+"""Projections: pure folds of each offender's facts, plus one writer that stores them.
+
+Every projection here has the same shape. Its fold state per offender is the offender's
+*history*: the fact documents received (interchange documents plus ``recordedAt``), kept in
+arrival order with the stream version last applied. From a history a projection derives its
+view rows with pure functions (``refresh``); the rules never look at arrival order, so late
+facts land where they happened.
+
+The :class:`ProjectionWriter` applies a batch of stored events in ONE transaction:
+
+1. read the stored position of this projection for the batch's upstream (the notification
+   log, or one Kafka partition) and drop events at or before it (a redelivered batch);
+2. load the histories of the offenders in the batch and drop events whose stream version
+   was already applied (a duplicate published by a relay that crashed mid-batch);
+3. append the new facts, derive each touched offender's view rows afresh;
+4. store histories, rows and the new position, and commit.
+
+So redelivery is a no-op, a crash before commit repeats the batch harmlessly, and
+``rebuild`` (reset, then replay from position zero) gives the incremental run's view.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from domain import events as ev
+from projections.ports import Transaction, ViewDatabase
+
+History = list[dict[str, Any]]
+
+_COMMON_TABLES = (
+    "CREATE TABLE IF NOT EXISTS projection_positions (projection TEXT NOT NULL, "
+    "upstream TEXT NOT NULL, position BIGINT NOT NULL, PRIMARY KEY (projection, upstream))",
+    "CREATE TABLE IF NOT EXISTS projection_histories (projection TEXT NOT NULL, "
+    "offender_id TEXT NOT NULL, mappa_ref TEXT NOT NULL, version INTEGER NOT NULL, "
+    "history TEXT NOT NULL, PRIMARY KEY (projection, offender_id))",
+)
+
+
+@dataclass
+class OffenderHistory:
+    offender_id: str
+    mappa_ref: str
+    version: int = 0
+    documents: History = field(default_factory=list)
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A stored event as delivered to a projection, with its place in its upstream."""
+
+    position: int
+    event: ev.OffenderEvent
+
+
+class Projection(ABC):
+    """A view derived from offenders' histories. Subclasses are pure apart from SQL."""
+
+    name: str
+
+    @abstractmethod
+    def create_tables(self, tx: Transaction) -> None: ...
+
+    @abstractmethod
+    def reset(self, tx: Transaction) -> None:
+        """Delete the derived rows that a rebuild recreates."""
+
+    @abstractmethod
+    def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
+        """Re-derive the view rows of these offenders from their histories."""
+
+
+class ProjectionWriter:
+    """Stores a projection's view and its position in one transaction per batch."""
+
+    def __init__(self, database: ViewDatabase, projection: Projection) -> None:
+        self.database = database
+        self.projection = projection
+
+    def create_tables(self) -> None:
+        with self.database.transaction() as tx:
+            for statement in _COMMON_TABLES:
+                tx.execute(statement)
+            self.projection.create_tables(tx)
+
+    def position(self, upstream: str) -> int:
+        with self.database.transaction() as tx:
+            return self._position(tx, upstream)
+
+    def positions(self) -> dict[str, int]:
+        with self.database.transaction() as tx:
+            tx.execute(
+                "SELECT upstream, position FROM projection_positions WHERE projection = %s",
+                (self.projection.name,),
+            )
+            return {str(u): int(p) for u, p in tx.fetchall()}
+
+    def _position(self, tx: Transaction, upstream: str) -> int:
+        tx.execute(
+            "SELECT position FROM projection_positions WHERE projection = %s AND upstream = %s",
+            (self.projection.name, upstream),
+        )
+        row = tx.fetchone()
+        return int(row[0]) if row else 0
+
+    def handle(self, upstream: str, deliveries: Sequence[Delivery]) -> int:
+        """Apply a batch from ``upstream``; return how many events were new."""
+        if not deliveries:
+            return 0
+        with self.database.transaction() as tx:
+            stored_position = self._position(tx, upstream)
+            fresh = [d for d in deliveries if d.position > stored_position]
+            if not fresh:
+                return 0
+            histories = self._load(tx, {d.event.originator_id for d in fresh})
+            applied = 0
+            for delivery in fresh:
+                applied += _fold(histories, delivery.event)
+            changed = [h for h in histories.values() if h.changed]
+            self._store(tx, changed)
+            self.projection.refresh(tx, changed)
+            tx.execute(
+                "INSERT INTO projection_positions (projection, upstream, position) "
+                "VALUES (%s, %s, %s) ON CONFLICT (projection, upstream) "
+                "DO UPDATE SET position = excluded.position",
+                (self.projection.name, upstream, max(d.position for d in fresh)),
+            )
+            return applied
+
+    def reset(self) -> None:
+        """Forget every position and history, and the rows a rebuild recreates."""
+        with self.database.transaction() as tx:
+            tx.execute(
+                "DELETE FROM projection_positions WHERE projection = %s", (self.projection.name,)
+            )
+            tx.execute(
+                "DELETE FROM projection_histories WHERE projection = %s", (self.projection.name,)
+            )
+            self.projection.reset(tx)
+
+    def _load(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
+        ids = sorted(str(i) for i in offender_ids)
+        histories: dict[UUID, OffenderHistory] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join(["%s"] * len(chunk))
+            tx.execute(
+                "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
+                f"WHERE projection = %s AND offender_id IN ({marks})",
+                (self.projection.name, *chunk),
+            )
+            for offender_id, mappa_ref, version, history in tx.fetchall():
+                histories[UUID(offender_id)] = OffenderHistory(
+                    str(offender_id), str(mappa_ref), int(version), json.loads(history)
+                )
+        for offender_id in offender_ids:
+            histories.setdefault(offender_id, OffenderHistory(str(offender_id), ""))
+        return histories
+
+    def _store(self, tx: Transaction, changed: Sequence[OffenderHistory]) -> None:
+        tx.executemany(
+            "INSERT INTO projection_histories "
+            "(projection, offender_id, mappa_ref, version, history) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (projection, offender_id) DO UPDATE SET mappa_ref = excluded.mappa_ref, "
+            "version = excluded.version, history = excluded.history",
+            [
+                (self.projection.name, h.offender_id, h.mappa_ref, h.version,
+                 json.dumps(h.documents, separators=(",", ":")))
+                for h in changed
+            ],
+        )  # fmt: skip
+
+
+def _fold(histories: dict[UUID, OffenderHistory], event: ev.OffenderEvent) -> int:
+    """Add one event to its offender's history; 0 if that version was already applied."""
+    history = histories[event.originator_id]
+    if event.originator_version <= history.version:
+        return 0
+    history.version = event.originator_version
+    history.changed = True
+    if isinstance(event, ev.InterchangeEvent):
+        history.documents.append(event.to_document(with_recorded_at=True))
+        if not history.mappa_ref:
+            history.mappa_ref = _mappa_ref(event)
+    return 1
+
+
+def _mappa_ref(event: ev.InterchangeEvent) -> str:
+    return next(i["value"] for i in event.identifiers if i["type"] == "MAPPA")
+
+
+def load_histories(
+    tx: Transaction, projection: str, offender_ids: Sequence[str] | None = None
+) -> list[OffenderHistory]:
+    """Histories stored by ``projection`` (all, or those of ``offender_ids``)."""
+    if offender_ids is None:
+        tx.execute(
+            "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
+            "WHERE projection = %s ORDER BY offender_id",
+            (projection,),
+        )
+        rows = tx.fetchall()
+    else:
+        rows = []
+        ids = list(offender_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join(["%s"] * len(chunk))
+            tx.execute(
+                "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
+                f"WHERE projection = %s AND offender_id IN ({marks}) ORDER BY offender_id",
+                (projection, *chunk),
+            )
+            rows.extend(tx.fetchall())
+    return [OffenderHistory(str(o), str(m), int(v), json.loads(h)) for o, m, v, h in rows]
+
+
+def events_of(history: OffenderHistory) -> list[ev.InterchangeEvent]:
+    """The typed events of a stored history (documents were validated when ingested)."""
+    from datetime import datetime
+
+    offender_id = UUID(history.offender_id)
+    return [
+        ev.InterchangeEvent.from_document(
+            document,
+            offender_id=offender_id,
+            version=0,
+            recorded_at=datetime.fromisoformat(document["recordedAt"]),
+        )
+        for document in history.documents
+    ]

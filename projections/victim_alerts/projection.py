@@ -1,0 +1,146 @@
+"""Victim alerts as records: raised once, corrected when their event is retracted, worked
+by the VLO, kept for ever.
+
+The rows of ``victim_alerts`` are never deleted, not even by a rebuild: an alert is a
+record of what a VLO was told to do. A rebuild replays every history, derives the alerts
+again and raises only those not already on record (their ids are stable), so it raises
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from projections.base import OffenderHistory, Projection
+from projections.ports import Transaction
+from projections.victim_alerts.rules import Alert, derive_alerts, plan_alerts
+
+NAME = "victim-alerts"
+
+LeadTimes = Callable[[str, int], str | None]
+
+_ALERT_FIELDS = (
+    "alert_id", "kind", "recipient", "victim_ref", "offender_ref", "area", "event_id",
+    "event_type", "occurred_at", "recorded_at", "late_by_seconds", "message", "details",
+    "corrects_alert_id",
+)  # fmt: skip
+
+
+class VictimAlertsProjection(Projection):
+    name = NAME
+
+    def __init__(self, lead_times: LeadTimes, clock: Callable[[], datetime] | None = None) -> None:
+        self.lead_times = lead_times
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def create_tables(self, tx: Transaction) -> None:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS victim_alerts (alert_id TEXT PRIMARY KEY, "
+            "offender_id TEXT NOT NULL, kind TEXT NOT NULL, recipient TEXT NOT NULL, "
+            "victim_ref TEXT, offender_ref TEXT NOT NULL, area TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, event_type TEXT NOT NULL, occurred_at TEXT NOT NULL, "
+            "recorded_at TEXT NOT NULL, late_by_seconds INTEGER NOT NULL, message TEXT NOT NULL, "
+            "details TEXT NOT NULL, corrects_alert_id TEXT, raised_at TEXT NOT NULL, "
+            "done_by TEXT, done_at TEXT)"
+        )
+        tx.execute(
+            "CREATE INDEX IF NOT EXISTS victim_alerts_recipient "
+            "ON victim_alerts (recipient, done_at)"
+        )
+        tx.execute(
+            "CREATE INDEX IF NOT EXISTS victim_alerts_offender ON victim_alerts (offender_id)"
+        )
+
+    def reset(self, tx: Transaction) -> None:
+        """Nothing: alerts are records, kept for ever (see the module docstring)."""
+
+    def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
+        raised_at = self.clock().isoformat()
+        rows: list[tuple[Any, ...]] = []
+        for history in offenders:
+            derived = derive_alerts(history.documents, self.lead_times)
+            already = _raised_for(tx, history.offender_id)
+            for alert in plan_alerts(derived, already):
+                rows.append((*_alert_row(alert), history.offender_id, raised_at))
+        columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at"))
+        marks = ", ".join(["%s"] * (len(_ALERT_FIELDS) + 2))
+        tx.executemany(
+            f"INSERT INTO victim_alerts ({columns}) VALUES ({marks}) "
+            "ON CONFLICT (alert_id) DO NOTHING",
+            rows,
+        )
+
+
+def _alert_row(alert: Alert) -> tuple[Any, ...]:
+    values = asdict(alert)
+    values["details"] = json.dumps(alert.details, sort_keys=True)
+    return tuple(values[f] for f in _ALERT_FIELDS)
+
+
+def _raised_for(tx: Transaction, offender_id: str) -> dict[str, Alert]:
+    tx.execute(
+        f"SELECT {', '.join(_ALERT_FIELDS)} FROM victim_alerts WHERE offender_id = %s",
+        (offender_id,),
+    )
+    alerts = [_alert_from(row) for row in tx.fetchall()]
+    return {a.alert_id: a for a in alerts}
+
+
+def _alert_from(row: Sequence[Any]) -> Alert:
+    values = dict(zip(_ALERT_FIELDS, row, strict=True))
+    values["details"] = json.loads(values["details"])
+    values["late_by_seconds"] = int(values["late_by_seconds"])
+    return Alert(**values)
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    """An alert on record, with its lifecycle."""
+
+    alert: Alert
+    raised_at: str
+    done_by: str | None
+    done_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.alert), "raised_at": self.raised_at, "done_by": self.done_by,
+                "done_at": self.done_at}  # fmt: skip
+
+
+def alerts_for(tx: Transaction, recipient: str, include_done: bool = False) -> list[RaisedAlert]:
+    """The alerts addressed to ``recipient`` (a VLO, or ``coordinator:AREA``), oldest first."""
+    done_filter = "" if include_done else " AND done_at IS NULL"
+    tx.execute(
+        f"SELECT {', '.join(_ALERT_FIELDS)}, raised_at, done_by, done_at FROM victim_alerts "
+        f"WHERE recipient = %s{done_filter} ORDER BY raised_at, recorded_at, occurred_at, alert_id",
+        (recipient,),
+    )
+    n = len(_ALERT_FIELDS)
+    return [
+        RaisedAlert(_alert_from(row[:n]), row[n], row[n + 1], row[n + 2]) for row in tx.fetchall()
+    ]
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+def mark_done(tx: Transaction, alert_id: str, recipient: str | None, by: str, at: datetime) -> bool:
+    """Mark an open alert done; False if it was done already. ``recipient`` (when given)
+    must be the alert's, so nobody can work another VLO's alert by guessing its id."""
+    tx.execute("SELECT recipient, done_at FROM victim_alerts WHERE alert_id = %s", (alert_id,))
+    row = tx.fetchone()
+    if row is None or (recipient is not None and row[0] != recipient):
+        raise AlertNotFound(alert_id)
+    if row[1] is not None:
+        return False
+    tx.execute(
+        "UPDATE victim_alerts SET done_by = %s, done_at = %s "
+        "WHERE alert_id = %s AND done_at IS NULL",
+        (by, at.isoformat(), alert_id),
+    )
+    return True
