@@ -267,21 +267,30 @@ def _moments_after(start: datetime, facts: Iterable[_Fact]) -> list[datetime]:
     return sorted({start, *(fact.recorded for fact in facts if fact.recorded > start)})
 
 
-def _responsible_area(facts: Sequence[_Fact], moment: datetime) -> str:
-    """The offender's responsible area at ``moment``: the earliest fact's area, moved by every
-    area transfer and release to another area at or before ``moment``. ``facts`` is sorted."""
-    area = facts[0].area if facts else ""
+def _moves_area(fact: _Fact) -> bool:
+    return fact.event_type in (_AREA_TRANSFERRED, _RELEASED) and bool(fact.info.get("toArea"))
+
+
+def _sets_level(fact: _Fact) -> bool:
+    return fact.event_type in (_LEVEL_CHANGED, _CASE_CLOSED)
+
+
+def _responsible_area(first_area: str, facts: Sequence[_Fact], moment: datetime) -> str:
+    """The offender's responsible area at ``moment``: the earliest fact's area
+    (``first_area``), moved by every area transfer and release to another area at or before
+    ``moment``. ``facts`` is in placement order; facts that move no one are skipped."""
+    area = first_area
     for fact in facts:
         if fact.occurred > moment:
             break
-        if fact.event_type in (_AREA_TRANSFERRED, _RELEASED) and fact.info.get("toArea"):
+        if _moves_area(fact):
             area = str(fact.info["toArea"])
     return area
 
 
 def _level(facts: Sequence[_Fact], moment: datetime) -> int | None:
     """The MAPPA level at ``moment``: the latest level set at or before it, unless the case
-    was closed after it was set. ``facts`` is sorted."""
+    was closed after it was set. ``facts`` is in placement order."""
     level: int | None = None
     for fact in facts:
         if fact.occurred > moment:
@@ -368,22 +377,32 @@ def _addressing_enrolment(trigger: _Fact, kind: str, of_victim: Sequence[_Fact])
     return None
 
 
-def _victim_alert(
-    trigger: _Fact, kind: str, enrolment: _Fact, facts: Sequence[_Fact], offender_ref: str
-) -> Alert:
+@dataclass(frozen=True)
+class _Telling:
+    """What an event means for every victim told of it (their own parts are added later)."""
+
+    kind: str
+    area: str
+    offender_ref: str
+    happened: str
+    tell: str
+    details: dict[str, Any]
+
+
+def _victim_alert(trigger: _Fact, telling: _Telling, enrolment: _Fact) -> Alert:
     victim_ref = str(enrolment.info["victimRef"])
-    happened, tell, details = _describe(kind, trigger, facts, offender_ref)
-    details = {**details, "enrolmentEventId": enrolment.event_id}
+    happened, tell = telling.happened, telling.tell
+    details = {**telling.details, "enrolmentEventId": enrolment.event_id}
     late_by = _late_by_seconds(trigger)
     if late_by:
         details["lateBySeconds"] = late_by
     return Alert(
         alert_id=alert_id_for(trigger.event_id, victim_ref),
-        kind=kind,
+        kind=telling.kind,
         recipient=str(enrolment.info["vloRef"]),
         victim_ref=victim_ref,
-        offender_ref=offender_ref,
-        area=_responsible_area(facts, trigger.occurred),
+        offender_ref=telling.offender_ref,
+        area=telling.area,
         event_id=trigger.event_id,
         event_type=trigger.event_type,
         occurred_at=trigger.occurred_at,
@@ -592,12 +611,15 @@ class _Shortfall:
         return (self.expected - self.notice_date).days
 
 
-def _shortfall(notice: _Fact, known: Sequence[_Fact], lead_times: LeadTimes) -> _Shortfall | None:
-    """How the notice fell short of its area's rule, judged on the ``known`` facts."""
+def _shortfall(
+    notice: _Fact, first_area: str, known: Sequence[_Fact], lead_times: LeadTimes
+) -> _Shortfall | None:
+    """How the notice fell short of its area's rule, judged on the ``known`` level and area
+    changes and the area of the earliest known fact."""
     level = _level(known, notice.occurred)
     if level is None:
         return None
-    area = _responsible_area(known, notice.occurred)
+    area = _responsible_area(first_area, known, notice.occurred)
     rule = lead_times(area, level)
     if not rule:
         return None
@@ -617,9 +639,20 @@ def _late_notice_alerts(
     # late if it was late on what the tracker knew at some moment after it arrived; a level
     # change or transfer reported later cannot un-raise it, but may raise it to another area.
     relevant = [fact for fact in facts if fact.occurred <= notice.occurred]
+    changes = [fact for fact in relevant if _moves_area(fact) or _sets_level(fact)]
+
+    def earliest_known(moment: datetime) -> _Fact:
+        # Never empty: the notice itself is known from its arrival on.
+        return next(fact for fact in relevant if fact.recorded <= moment)
+
+    # The answer can change only when a level or area change arrives, or a fact placed before
+    # every fact known when the notice arrived (it may become "the earliest event").
+    first_on_arrival = earliest_known(notice.recorded)
+    movers = [f for f in relevant if f.placement < first_on_arrival.placement] + changes
     shortfalls: dict[str, _Shortfall] = {}
-    for moment in _moments_after(notice.recorded, relevant):
-        shortfall = _shortfall(notice, _known_by(relevant, moment), lead_times)
+    for moment in _moments_after(notice.recorded, movers):
+        first_area = earliest_known(moment).area
+        shortfall = _shortfall(notice, first_area, _known_by(changes, moment), lead_times)
         if shortfall is not None and shortfall.area not in shortfalls:
             shortfalls[shortfall.area] = shortfall
     return [
@@ -695,25 +728,28 @@ def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -
         if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
             of_victim.setdefault(str(fact.info["victimRef"]), []).append(fact)
 
+    first_area = facts[0].area if facts else ""
+    moves = [fact for fact in facts if _moves_area(fact)]
+
     alerts: list[Alert] = []
     for trigger in facts:
         kind = _kind_of(trigger)
         if kind is None:
             continue
-        for victim_facts in of_victim.values():
-            enrolment = _addressing_enrolment(trigger, kind, victim_facts)
-            if enrolment is not None:
-                alerts.append(
-                    _victim_alert(
-                        trigger, kind, enrolment, facts, trigger.offender_ref or offender_ref
-                    )
-                )
+        reference = trigger.offender_ref or offender_ref
+        enrolments = [
+            enrolment
+            for victim_facts in of_victim.values()
+            if (enrolment := _addressing_enrolment(trigger, kind, victim_facts)) is not None
+        ]
+        if enrolments:
+            # Unlike who is told, what they are told is worded on everything known now.
+            happened, tell, details = _describe(kind, trigger, facts, reference)
+            area = _responsible_area(first_area, moves, trigger.occurred)
+            telling = _Telling(kind, area, reference, happened, tell, details)
+            alerts.extend(_victim_alert(trigger, telling, enrolment) for enrolment in enrolments)
         if trigger.event_type == _NOTIFIED:
-            alerts.extend(
-                _late_notice_alerts(
-                    trigger, facts, lead_times, trigger.offender_ref or offender_ref
-                )
-            )
+            alerts.extend(_late_notice_alerts(trigger, facts, lead_times, reference))
     return sorted(alerts, key=_sort_key)
 
 
