@@ -11,10 +11,11 @@ an alert, once the tracker could have raised it, stays due: the rules ask whethe
 moment the tracker knew of the event (some ``recordedAt``), the facts it knew then made the
 alert due. A ``victim.withdrawn`` or ``mappa.level-changed`` that happened earlier but
 reaches the tracker after the alert was raised therefore does not un-raise it (the VLO was
-told; the withdrawal is not a mistake in that alert), and rebuilding the projection from
-zero gives exactly the alerts it raised live. Only a retraction makes an event "as if it had
-not happened" at every moment (interchange-v1.md), so a raised alert stops being derivable
-only when a fact it rests on is retracted, and that is when :func:`plan_alerts` corrects it.
+told, and nothing told was recorded in error), and rebuilding the projection from zero
+raises the alerts it raised live (``recordedAt`` grows with arrival). Only a retraction
+makes an event "as if it had not happened" at every moment (interchange-v1.md), so a raised
+alert stops being derivable only when a fact it rests on is retracted, and that is when
+:func:`plan_alerts` corrects it.
 
 Choices where the contract is silent (each also commented where it is made):
 
@@ -30,9 +31,17 @@ Choices where the contract is silent (each also commented where it is made):
   ``occurredAt`` order within the same custody term: a ``custody.released`` in between means
   the earlier notice was about an earlier sentence. A notice that a later one has already
   replaced says so, so that the VLO does not pass on a stale date.
+- Every ``release.notified`` raises ``release-due``, even one repeating the previous date
+  (the alert then says the date is unchanged).
 - The responsible area counts every non-retracted fact (victim-liaison ones too) for "the
   earliest event", and a move by ``mappa.area-transferred`` or ``custody.released`` takes
   effect at its own ``occurredAt``.
+- Who is told (VLO, ``wants``) is what it was when the alert first became due; what they are
+  told (wording, area, previous release date) is judged on the whole history. A transfer
+  reported late, placing a late notice in another area, raises it to that area's co-ordinator
+  too (the first co-ordinator's alert stands: it is not an error in a retracted fact).
+- An alert corrected and later due again under the same id (a retracted enrolment replaced
+  by another made earlier) is not raised a second time: its id is on record.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def test_a_registration_period_must_be_a_duration_or_indefinite() -> None:
         document["additionalInformation"]["period"] = period
         parse_document(json.dumps(document))
     document["additionalInformation"]["period"] = "five years"
-    with pytest.raises(InvalidDocument, match="additionalInformation.period"):
+    with pytest.raises(InvalidDocument, match=r"additionalInformation\.period"):
         parse_document(json.dumps(document))
 
 

@@ -122,9 +122,7 @@ def test_charge_ids_are_scoped_to_their_offender() -> None:
     assert query_kinds(record_all(second)) == {"disposal-without-charge"}
 
 
-def test_a_retraction_of_an_event_not_yet_received_is_queried_and_the_event_counts_as_retracted() -> (
-    None
-):
+def test_a_retraction_of_an_unreceived_event_is_queried_and_the_event_counts_as_retracted() -> None:
     h = History("WM-000001")
     reception = h.add(
         "custody.received", "2003-01-01T10:00:00+00:00", prison="A", reason="sentence"
