@@ -100,7 +100,12 @@ def bootstrap(settings: Settings | None = None) -> Tracker:
         views = SQLiteViewDatabase(settings.data_dir / "views.sqlite")
     records = OffenderRecords(env=settings.eventsourcing_environment())
     areas = load_areas(settings.areas)
-    tracker = Tracker(settings, records, views, areas)
+    return Tracker(settings, records, views, areas, projection_writers(views, areas))
+
+
+def projection_writers(views: ViewDatabase, areas: AreaCatalogue) -> dict[str, ProjectionWriter]:
+    """A writer for each projection, over ``views`` (tables created if missing)."""
+    writers: dict[str, ProjectionWriter] = {}
     for projection in (
         CaseloadProjection(),
         StatisticalReturnProjection(),
@@ -108,5 +113,5 @@ def bootstrap(settings: Settings | None = None) -> Tracker:
     ):
         writer = ProjectionWriter(views, projection)
         writer.create_tables()
-        tracker.writers[projection.name] = writer
-    return tracker
+        writers[projection.name] = writer
+    return writers

@@ -63,7 +63,15 @@ class VictimAlertsProjection(Projection):
         rows: list[tuple[Any, ...]] = []
         for history in offenders:
             derived = derive_alerts(history.documents, self.lead_times)
-            already = _raised_for(tx, history.offender_id)
+            # During a rebuild the history is replayed from zero while the alerts on record
+            # stay: an alert about an event not replayed yet is not "no longer due", so only
+            # alerts about events in the history so far may be judged for correction.
+            known = {document["eventId"] for document in history.documents}
+            already = {
+                alert_id: alert
+                for alert_id, alert in _raised_for(tx, history.offender_id).items()
+                if alert.event_id in known
+            }
             for alert in plan_alerts(derived, already):
                 rows.append((*_alert_row(alert), history.offender_id, raised_at))
         columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at"))
