@@ -178,7 +178,12 @@ def _return(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.victim_alerts.projection import AlertNotFound, alerts_for, mark_done
+    from projections.victim_alerts.projection import (
+        AlertNotFound,
+        alerts_for,
+        mark_done,
+        open_alert_counts,
+    )
 
     if args.action == "done":
         if not args.alert_id or not args.by:
@@ -191,17 +196,26 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_REJECTED
         print(f"alert {args.alert_id} " + ("marked done" if changed else "was already done"))
         return EXIT_OK
+    if args.recipients:
+        with _reading(settings) as tracker, tracker.views.transaction() as tx:
+            counts = open_alert_counts(tx)
+        print(f"{'recipient':<32}{'open':>6}{'all':>6}")
+        for recipient, open_count, total in counts:
+            print(f"{recipient:<32}{open_count:>6}{total:>6}")
+        return EXIT_OK
     recipient = args.vlo or (f"coordinator:{args.coordinator}" if args.coordinator else None)
     if not recipient:
         raise UsageError("say whose alerts: --vlo REF or --coordinator AREA")
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         alerts = alerts_for(tx, recipient, include_done=args.all)
+    shown = alerts[: args.limit] if args.limit else alerts
     if args.format == "json":
-        print(json.dumps([a.to_json() for a in alerts], indent=2))
+        print(json.dumps([a.to_json() for a in shown], indent=2))
         return EXIT_OK
     state = "all" if args.all else "open"
-    print(f"{len(alerts)} {state} alert(s) for {recipient}, oldest first")
-    for raised in alerts:
+    more = f" (showing {len(shown)})" if len(shown) < len(alerts) else ""
+    print(f"{len(alerts)} {state} alert(s) for {recipient}, oldest first{more}")
+    for raised in shown:
         alert = raised.alert
         done = f"  [done by {raised.done_by} at {raised.done_at}]" if raised.done_at else ""
         print(f"\n- {alert.alert_id}  {alert.kind}  {alert.offender_ref}", end="")
@@ -356,6 +370,10 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--coordinator", help="an area code: its MAPPA co-ordinator's alerts")
     alerts.add_argument("--all", action="store_true", help="done alerts too (the history)")
     alerts.add_argument("--by", help="with 'done': who did it")
+    alerts.add_argument("--limit", type=int, help="show at most this many")
+    alerts.add_argument(
+        "--recipients", action="store_true", help="list who has alerts, busiest first"
+    )
     alerts.add_argument("--format", choices=("text", "json"), default="text")
 
     command("status", _status, "what is stored and where each projection is")

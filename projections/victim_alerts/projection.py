@@ -152,3 +152,12 @@ def mark_done(tx: Transaction, alert_id: str, recipient: str | None, by: str, at
         (by, at.isoformat(), alert_id),
     )
     return True
+
+
+def open_alert_counts(tx: Transaction) -> list[tuple[str, int, int]]:
+    """(recipient, open alerts, all alerts), busiest first."""
+    tx.execute(
+        "SELECT recipient, SUM(CASE WHEN done_at IS NULL THEN 1 ELSE 0 END), COUNT(*) "
+        "FROM victim_alerts GROUP BY recipient ORDER BY 2 DESC, 1"
+    )
+    return [(str(r), int(o), int(n)) for r, o, n in tx.fetchall()]
