@@ -200,8 +200,8 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
         with _reading(settings) as tracker, tracker.views.transaction() as tx:
             counts = open_alert_counts(tx)
         print(f"{'recipient':<32}{'open':>6}{'all':>6}")
-        for recipient, open_count, total in counts:
-            print(f"{recipient:<32}{open_count:>6}{total:>6}")
+        for name, open_count, total in counts:
+            print(f"{name:<32}{open_count:>6}{total:>6}")
         return EXIT_OK
     recipient = args.vlo or (f"coordinator:{args.coordinator}" if args.coordinator else None)
     if not recipient:
