@@ -21,7 +21,11 @@ Building a timeline
        registered, in custody, category, level) over half-open segments
        ``[instant, next instant)``. A state holds *from* the instant of the event
        that brings it about, so the state "at" an instant is the state after every
-       event at that instant.
+       event at that instant. Within one instant, a state both begun and ended
+       (a release and a recall, a registration started and ended) stays as it was
+       before the instant, whatever the arrival order: the other state lasted no
+       time. Several values of one kind (two level changes, two transfers) are
+       taken in arrival order, the last one holding.
     5. *Occurrences*: the dated events the return counts (registration breaches,
        civil orders, recalls, order breaches, charges) are kept with the state at
        their instant; disposals of charges are kept by ``chargeId``.
