@@ -490,13 +490,14 @@ def _prohibitions(rng: _Rng) -> list[str]:
 class _Plan:
     """When and how a sentence ends: release day and type, licence end, parole reviews."""
 
-    __slots__ = ("licence_end", "release", "reviews", "rtype")
+    __slots__ = ("licence_end", "release", "reviews", "rtype", "varied")
 
     def __init__(self, release: int, rtype: str, licence_end: int | None) -> None:
         self.release = release
         self.rtype = rtype
         self.licence_end = licence_end
         self.reviews: list[tuple[int, str]] = []
+        self.varied = 0  # day of an appeal that set this release date
 
 
 def _release_plan(rng: _Rng, d0: int, months: int, served: float, sexual: bool) -> _Plan:
@@ -542,9 +543,19 @@ def _serve_sentence(life: _Life, d0: int, months: int, served: float = 0.0) -> _
     _parole_reviews(life, plan)
     _transfers(life, d0, plan)
     _temporary_release(life, d0, months, plan)
-    _notify_release(life, d0, plan.release, plan.rtype)
-    _release(life, plan)
+    destination = _destination(life)
+    _notify_release(life, max(d0, plan.varied), plan, destination)
+    _release(life, plan, destination)
     return plan
+
+
+def _destination(life: _Life) -> Info:
+    """Where the offender will live on release: the home area (people serving their sentence
+    from another area move here), usually the BCU they were registered in."""
+    rng = life.rng
+    if life.area != life.world.home:
+        return {"toArea": life.world.home, "toBcu": rng.choice(AREA_BCUS[life.world.home])}
+    return {"toBcu": rng.choice(AREA_BCUS[life.area]) if rng.random() < 0.2 else life.bcu}
 
 
 def _receive(life: _Life, day: int, reason: str, window: tuple[int, int] = EVENING) -> None:
@@ -577,6 +588,7 @@ def _appeal(life: _Life, d0: int, months: int, plan: _Plan) -> _Plan:
         shorter.licence_end = max(shorter.licence_end, shorter.release + 90)
     info = {"reason": "appeal", "newExpectedReleaseDate": _iso_day(shorter.release)}
     life.emit(day, COURT, "sentence.varied", info)
+    shorter.varied = day
     return shorter
 
 
@@ -632,15 +644,16 @@ def _temporary_release(life: _Life, d0: int, months: int, plan: _Plan) -> None:
         start = end + rng.randint(3, 30)
 
 
-def _notify_release(life: _Life, d0: int, release: int, rtype: str) -> None:
+def _notify_release(life: _Life, since: int, plan: _Plan, destination: Info) -> None:
     """Notice of the expected release date: usually months ahead, sometimes late (under the
     six weeks level 2 needs), sometimes followed by a second notice with a changed date."""
     rng = life.rng
+    release = plan.release
     lead = rng.randint(5, 41) if rng.random() < 0.12 else rng.randint(90, 200)
-    day = max(d0 + 1, release - lead)
+    day = max(since + 1, release - lead)
     if day >= release:
         return
-    info: Info = {"releaseType": rtype, "toBcu": life.bcu}
+    info: Info = {"releaseType": plan.rtype, **destination}
     if rng.random() < 0.2 and release - day > 20:
         first = dict(info, expectedReleaseDate=_iso_day(release + rng.randint(-45, 45)))
         life.emit(day, OFFICE, "release.notified", first)
@@ -668,17 +681,10 @@ def _pre_release_review(life: _Life, day: int) -> None:
             life.emit(day + rng.randint(1, 14), OFFICE, "mappa.level-changed", info)
 
 
-def _release(life: _Life, plan: _Plan) -> None:
-    """Released to the home area (arrivals from another area move here on release)."""
-    info: Info = {"releaseType": plan.rtype}
-    if life.area != life.world.home:
-        life.area = life.world.home
-        life.bcu = life.rng.choice(AREA_BCUS[life.area])
-        info["toArea"] = life.area
-    elif life.rng.random() < 0.2:
-        life.bcu = life.rng.choice(AREA_BCUS[life.area])
-    info["toBcu"] = life.bcu
-    life.emit(plan.release, MORNING, "custody.released", info)
+def _release(life: _Life, plan: _Plan, destination: Info) -> None:
+    life.area = destination.get("toArea", life.area)
+    life.bcu = destination["toBcu"]
+    life.emit(plan.release, MORNING, "custody.released", {"releaseType": plan.rtype, **destination})
     if plan.licence_end is not None:
         _set_conditions(life, plan.release, plan.licence_end, MIDDAY)
 
@@ -847,7 +853,9 @@ def _apply_for_order(life: _Life, day: int, until: int, order_type: str) -> int 
         life.emit(day + rng.randint(1, 20), COURT, "order.interim-granted", dict(app))
     outcome = _weighted(rng, (("granted", 0.75), ("refused", 0.17), ("withdrawn", 0.08)))
     if outcome == "granted":
-        granted: Info = dict(app, expiresOn=_iso_day(_add_years(decision, 5)))
+        # SOPOs last at least five years; Foreign Travel Orders at most six months.
+        expires = _add_years(decision, 5) if order_type == "SOPO" else decision + 182
+        granted: Info = dict(app, expiresOn=_iso_day(expires))
         if order_type == "SOPO":
             granted["prohibitions"] = _prohibitions(rng)
             life.sopo_from = decision
@@ -1000,12 +1008,20 @@ def _close(life: _Life, day: int, reason: str) -> None:
     """Case closed. An offender who dies or leaves the jurisdiction has no further facts
     (pending court business lapses); otherwise closure waits for pending charges."""
     if reason in ("deceased", "left-jurisdiction"):
-        cut = day * DAY
-        life.events = [ev for ev in life.events if ev.t < cut]
+        _forget_after(life, day * DAY)
     else:
         day = max(day, life.settled + life.rng.randint(1, 14))
     if day < life.world.end:
         life.emit(day, (13 * 60, 17 * 60 + 59), "mappa.case-closed", {"reason": reason})
+
+
+def _forget_after(life: _Life, cut: int) -> None:
+    """Drop the facts drawn for after ``cut``, and any correction whose retraction went."""
+    kept = {id(ev) for ev in life.events if ev.t < cut}
+    for ev in life.dependents:  # drawing order: a retraction before the breach it corrects
+        if ev.after is not None and id(ev.after) not in kept:
+            kept.discard(id(ev))
+    life.events = [ev for ev in life.events if id(ev) in kept]
 
 
 def _end_registration(life: _Life, day: int) -> None:
@@ -1085,6 +1101,12 @@ def _registered_in_community(life: _Life) -> None:
         years = 0 if period == "indefinite" else int(period[1:-1])
         begun = d0 - rng.randint(0, max(0, years * 365 - 60))
         reg_end = _period_end(begun, period)
+    elif d0 >= life.world.orders_from and rng.random() < 0.04:
+        registered = _notification_order(life, d0)
+        if registered is None:
+            return
+        d0, period = registered, rng.choice(("P7Y", "P10Y", "indefinite"))
+        reg_end = _period_end(d0, period)
     else:
         period = "P2Y" if rng.random() < 0.2 else "P5Y"  # a caution, or a community sentence
         if period == "P5Y":
@@ -1098,6 +1120,23 @@ def _registered_in_community(life: _Life) -> None:
     until = max(reg_end, d0 + 60) if reg_end is not None else life.world.end + 1
     if _incidents(life, d0 + 40, until, on_licence=False) is not None and reg_end is not None:
         _end_registration(life, until)
+
+
+def _notification_order(life: _Life, day: int) -> int | None:
+    """Convicted of a sexual offence abroad: the police apply for a Notification Order, and
+    registration follows the order. Returns the day registration starts, None if refused."""
+    rng = life.rng
+    life.victims = 0  # victims abroad are not in the scheme
+    app = {"orderType": "NOTIFICATION_ORDER", "applicationId": f"NO/{life.ref}/1"}
+    life.emit(day, OFFICE, "order.applied", app)
+    decision = day + rng.randint(21, 90)
+    if rng.random() < 0.15:
+        life.emit(day + rng.randint(1, 20), COURT, "order.interim-granted", dict(app))
+    if rng.random() < 0.1:
+        life.emit(decision, COURT, "order.refused", dict(app))
+        return None
+    life.emit(decision, COURT, "order.granted", dict(app))
+    return decision + 1
 
 
 def _managed_in_community(life: _Life) -> None:
@@ -1128,7 +1167,7 @@ def _victims(life: _Life) -> None:
     if not life.victims or not life.events:
         return
     d0 = life.profile.day
-    last = max(ev.t for ev in life.events) // DAY
+    last = max((ev.t for ev in life.events if ev.etype != "record.retracted"), default=0) // DAY
     latest = life.first_notice - 5 if life.first_notice is not None else d0 + 120
     for _ in range(life.victims):
         day = d0 + rng.randint(10, max(10, min(150, latest - d0)))

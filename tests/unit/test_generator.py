@@ -397,7 +397,7 @@ def test_releases_follow_receptions_and_recalls_follow_releases_on_licence() -> 
 
 
 def test_each_offender_starts_with_a_conviction_or_eligibility_and_ends_at_most_once() -> None:
-    firsts = {"custody.received", "order.granted", "registration.started"}
+    firsts = {"custody.received", "order.granted", "order.applied", "registration.started"}
     for ref, docs in stories(2000, 3).items():
         assert docs[0]["eventType"] in firsts | {"mappa.category-assigned"}, ref
         closures = [d for d in docs if d["eventType"] == "mappa.case-closed"]
