@@ -9,7 +9,7 @@ on an event store that locks its table per insert.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -76,15 +76,22 @@ class IngestService:
         self.records = records
 
     def ingest(
-        self, batch: Sequence[tuple[int, ReportedFact]], tracking: Tracking | None = None
+        self,
+        batch: Sequence[tuple[int, ReportedFact]],
+        tracking: Tracking | None = None,
+        before_commit: Callable[[list[Result]], None] | None = None,
     ) -> list[Result]:
         """Decide and store ``batch`` atomically, with ``tracking`` in the same commit.
 
         Another writer may commit to the same offender first; the store's primary key then
         refuses our save, and we decide the whole batch again on the new versions.
+        ``before_commit`` sees the verdicts before anything is stored (the Kafka consumer
+        sends rejections to the dead-letter topic then, so none is lost to a crash).
         """
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             results, offenders, index_rows = self._decide(batch)
+            if before_commit is not None:
+                before_commit(results)
             try:
                 if offenders or tracking is not None:
                     self.records.save_batch(offenders, index_rows, tracking)

@@ -6,15 +6,23 @@ caller closes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
 import structlog
 
+from consumers.alert_publisher import AlertPublisher
+from consumers.inbound import InboundConsumer
 from consumers.ingest import IngestService
+from consumers.projector import KafkaProjector
+from consumers.relay import Relay
 from domain.events import OffenderEvent
+from infra import kafka
 from infra.eventstore import OffenderRecords
+from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from projections.base import Delivery, ProjectionWriter
@@ -92,15 +100,41 @@ class Tracker:
 def bootstrap(settings: Settings | None = None) -> Tracker:
     """Build the tracker from ``settings`` (by default, from the environment)."""
     settings = settings or Settings()
+    areas = load_areas(settings.areas)
     views: ViewDatabase
     if settings.database_url:
         views = PostgresViewDatabase(settings.database_url, settings.database_schema)
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         views = SQLiteViewDatabase(settings.data_dir / "views.sqlite")
-    records = OffenderRecords(env=settings.eventsourcing_environment())
-    areas = load_areas(settings.areas)
-    return Tracker(settings, records, views, areas, projection_writers(views, areas))
+    with _schema_lock(settings):
+        records = OffenderRecords(env=settings.eventsourcing_environment())
+        writers = projection_writers(views, areas)
+    return Tracker(settings, records, views, areas, writers)
+
+
+@contextmanager
+def _schema_lock(settings: Settings) -> Iterator[None]:
+    """Create the schema if missing, and serialise table creation between processes
+    starting at once on it: concurrent ``CREATE TABLE IF NOT EXISTS`` can still collide."""
+    if not settings.database_url:
+        yield
+        return
+    import psycopg
+    from psycopg import sql
+
+    key = zlib.crc32(f"mappa-schema:{settings.database_schema}".encode())
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(settings.database_schema)
+                )
+            )
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def projection_writers(views: ViewDatabase, areas: AreaCatalogue) -> dict[str, ProjectionWriter]:
@@ -115,3 +149,66 @@ def projection_writers(views: ViewDatabase, areas: AreaCatalogue) -> dict[str, P
         writer.create_tables()
         writers[projection.name] = writer
     return writers
+
+
+# --- the production pipeline's processes (need MAPPA_KAFKA_BOOTSTRAP) -----------------
+
+
+def topics(settings: Settings) -> Topics:
+    return Topics(prefix=settings.kafka_topic_prefix)
+
+
+def _bootstrap_servers(tracker: Tracker) -> str:
+    if not tracker.settings.kafka_bootstrap:
+        raise RuntimeError("set MAPPA_KAFKA_BOOTSTRAP to run the Kafka pipeline")
+    return tracker.settings.kafka_bootstrap
+
+
+def inbound_consumer(tracker: Tracker) -> InboundConsumer:
+    servers, names = _bootstrap_servers(tracker), topics(tracker.settings)
+    ensure_topics(servers, names)
+    return InboundConsumer(
+        tracker.ingest_service(),
+        kafka.consumer(
+            servers, names.group("ingest"), max_poll_records=tracker.settings.batch_size
+        ),
+        kafka.producer(servers),
+        names.inbound,
+        names.inbound_dead_letters,
+    )
+
+
+def relay(tracker: Tracker) -> Relay:
+    servers, names = _bootstrap_servers(tracker), topics(tracker.settings)
+    ensure_topics(servers, names)
+    return Relay(
+        tracker.records,
+        tracker.views,
+        kafka.producer(servers),
+        names.offender_events,
+        tracker.settings.batch_size,
+    )
+
+
+def projector(tracker: Tracker, name: str) -> KafkaProjector:
+    servers, names = _bootstrap_servers(tracker), topics(tracker.settings)
+    ensure_topics(servers, names)
+    writer = tracker.writer(name)
+    return KafkaProjector(
+        writer,
+        kafka.consumer(
+            servers, names.group(f"projector-{name}"), max_poll_records=tracker.settings.batch_size
+        ),
+        names.offender_events,
+    )
+
+
+def alert_publisher(tracker: Tracker) -> AlertPublisher:
+    servers, names = _bootstrap_servers(tracker), topics(tracker.settings)
+    ensure_topics(servers, names)
+    return AlertPublisher(
+        tracker.views,
+        lambda: kafka.producer(servers, transactional_id=names.group("alert-publisher")),
+        kafka.consumer(servers, None),
+        names.victim_alerts,
+    )

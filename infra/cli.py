@@ -225,18 +225,99 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.runtime import Shutdown
+    from infra import bootstrap as processes
+
+    if not settings.kafka_bootstrap:
+        raise UsageError("mappa run needs the Kafka pipeline: set MAPPA_KAFKA_BOOTSTRAP")
+    shutdown = Shutdown().install()
+    tracker = bootstrap(settings)
+    try:
+        if args.process == "ingest":
+            processes.inbound_consumer(tracker).run(shutdown)
+        elif args.process == "relay":
+            processes.relay(tracker).run(shutdown)
+        elif args.process == "publish-alerts":
+            processes.alert_publisher(tracker).run(shutdown)
+        else:
+            if not args.name:
+                raise UsageError(f"mappa run project NAME: one of {', '.join(tracker.writers)}")
+            try:
+                tracker.writer(args.name)
+            except KeyError as error:
+                raise UsageError(error.args[0]) from None
+            processes.projector(tracker, args.name).run(shutdown)
+    finally:
+        tracker.close()
+    return EXIT_OK
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    """Send an interchange file to the inbound topic, keyed by MAPPA reference, line by line
+    (bad lines too: the ingest process must dead-letter them, not this command)."""
+    from infra.bootstrap import topics
+    from infra.kafka import ensure_topics, producer
+
+    if not settings.kafka_bootstrap:
+        raise UsageError("mappa produce needs MAPPA_KAFKA_BOOTSTRAP")
+    names = topics(settings)
+    ensure_topics(settings.kafka_bootstrap, names)
+    sender = producer(settings.kafka_bootstrap, linger_ms=20)
+    sent = 0
+    with Path(args.file).open("rb") as lines:
+        for raw in lines:
+            value = raw.rstrip(b"\n")
+            if not value.strip():
+                continue
+            sender.send(names.inbound, key=_mappa_key(value), value=value)
+            sent += 1
+    sender.flush()
+    sender.close()
+    print(f"sent {sent} messages to {names.inbound}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _mappa_key(value: bytes) -> bytes | None:
+    try:
+        identifiers = json.loads(value)["personReference"]["identifiers"]
+        return next(i["value"] for i in identifiers if i["type"] == "MAPPA").encode()
+    except Exception:
+        return None  # an unreadable document still goes in; ingest dead-letters it
+
+
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     with _reading(settings, catch_up=False) as tracker:
         head = tracker.max_notification_id()
-        status = {
+        status: dict[str, Any] = {
             "store": "postgresql" if settings.database_url else f"sqlite ({settings.data_dir})",
             "events_stored": head,
             "projections": {
                 name: {"positions": writer.positions()} for name, writer in tracker.writers.items()
             },
         }
+        if settings.kafka_bootstrap:
+            status["consumer_groups"] = _lags(settings, list(tracker.writers))
     print(json.dumps(status, indent=2))
     return EXIT_OK
+
+
+def _lags(settings: Settings, projections: list[str]) -> dict[str, Any]:
+    from infra.bootstrap import topics
+    from infra.kafka import group_lag
+
+    assert settings.kafka_bootstrap is not None
+    names = topics(settings)
+    groups = {names.group("ingest"): [names.inbound]}
+    groups.update({names.group(f"projector-{p}"): [names.offender_events] for p in projections})
+    report: dict[str, Any] = {}
+    for group, group_topics in groups.items():
+        lags = group_lag(settings.kafka_bootstrap, group, group_topics)
+        report[group] = {
+            "lag": sum(p.lag for p in lags),
+            "partitions": {f"{p.topic}-{p.partition}": p.lag for p in lags},
+        }
+    return report
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -376,7 +457,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     alerts.add_argument("--format", choices=("text", "json"), default="text")
 
-    command("status", _status, "what is stored and where each projection is")
+    command("status", _status, "what is stored, each projection's position, each group's lag")
+
+    run = command("run", _run, "run a process of the Kafka pipeline until SIGTERM")
+    run.add_argument("process", choices=("ingest", "relay", "project", "publish-alerts"))
+    run.add_argument("name", nargs="?", help="with 'project': the projection to run")
+
+    produce = command("produce", _produce, "send an interchange file to the inbound topic")
+    produce.add_argument("file", help="one interchange document per line")
     return parser
 
 

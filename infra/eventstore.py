@@ -142,6 +142,10 @@ class OffenderRecords(Application[UUID]):
         self._take_snapshots(processing_event)
         self._notify(recordings)
 
+    def position(self, upstream: str) -> int:
+        """The next offset to consume from ``upstream`` (stored with the events), 0 if none."""
+        return self.indexed_recorder.max_tracking_id(upstream) or 0
+
     def offender(self, offender_id: UUID) -> Offender:
         return cast("Offender", self.repository.get(offender_id))
 

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_schema: str = "public"
     kafka_bootstrap: str | None = None
+    kafka_topic_prefix: str = ""
     areas: Path = Path(__file__).with_name("areas.json")
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"

@@ -15,6 +15,8 @@ from typing import Any
 
 
 class _SQLiteTransaction:
+    dialect = "sqlite"
+
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
 
@@ -76,6 +78,8 @@ class SQLiteViewDatabase:
 
 
 class _PostgresTransaction:
+    dialect = "postgres"
+
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 

@@ -76,6 +76,30 @@ class Projection(ABC):
         """Re-derive the view rows of these offenders from their histories."""
 
 
+def create_common_tables(tx: Transaction) -> None:
+    for statement in _COMMON_TABLES:
+        tx.execute(statement)
+
+
+def read_position(tx: Transaction, reader: str, upstream: str) -> int:
+    """How far ``reader`` has got in ``upstream`` (0: nothing read yet)."""
+    tx.execute(
+        "SELECT position FROM projection_positions WHERE projection = %s AND upstream = %s",
+        (reader, upstream),
+    )
+    row = tx.fetchone()
+    return int(row[0]) if row else 0
+
+
+def write_position(tx: Transaction, reader: str, upstream: str, position: int) -> None:
+    tx.execute(
+        "INSERT INTO projection_positions (projection, upstream, position) "
+        "VALUES (%s, %s, %s) ON CONFLICT (projection, upstream) "
+        "DO UPDATE SET position = excluded.position",
+        (reader, upstream, position),
+    )
+
+
 class ProjectionWriter:
     """Stores a projection's view and its position in one transaction per batch."""
 
@@ -85,8 +109,7 @@ class ProjectionWriter:
 
     def create_tables(self) -> None:
         with self.database.transaction() as tx:
-            for statement in _COMMON_TABLES:
-                tx.execute(statement)
+            create_common_tables(tx)
             self.projection.create_tables(tx)
 
     def position(self, upstream: str) -> int:
@@ -102,12 +125,7 @@ class ProjectionWriter:
             return {str(u): int(p) for u, p in tx.fetchall()}
 
     def _position(self, tx: Transaction, upstream: str) -> int:
-        tx.execute(
-            "SELECT position FROM projection_positions WHERE projection = %s AND upstream = %s",
-            (self.projection.name, upstream),
-        )
-        row = tx.fetchone()
-        return int(row[0]) if row else 0
+        return read_position(tx, self.projection.name, upstream)
 
     def handle(self, upstream: str, deliveries: Sequence[Delivery]) -> int:
         """Apply a batch from ``upstream``; return how many events were new."""
@@ -125,12 +143,7 @@ class ProjectionWriter:
             changed = [h for h in histories.values() if h.changed]
             self._store(tx, changed)
             self.projection.refresh(tx, changed)
-            tx.execute(
-                "INSERT INTO projection_positions (projection, upstream, position) "
-                "VALUES (%s, %s, %s) ON CONFLICT (projection, upstream) "
-                "DO UPDATE SET position = excluded.position",
-                (self.projection.name, upstream, max(d.position for d in fresh)),
-            )
+            write_position(tx, self.projection.name, upstream, max(d.position for d in fresh))
             return applied
 
     def reset(self) -> None:

@@ -45,7 +45,7 @@ class VictimAlertsProjection(Projection):
             "event_id TEXT NOT NULL, event_type TEXT NOT NULL, occurred_at TEXT NOT NULL, "
             "recorded_at TEXT NOT NULL, late_by_seconds INTEGER NOT NULL, message TEXT NOT NULL, "
             "details TEXT NOT NULL, corrects_alert_id TEXT, raised_at TEXT NOT NULL, "
-            "done_by TEXT, done_at TEXT)"
+            "done_by TEXT, done_at TEXT, sequence BIGINT NOT NULL)"
         )
         tx.execute(
             "CREATE INDEX IF NOT EXISTS victim_alerts_recipient "
@@ -74,13 +74,31 @@ class VictimAlertsProjection(Projection):
             }
             for alert in plan_alerts(derived, already):
                 rows.append((*_alert_row(alert), history.offender_id, raised_at))
-        columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at"))
-        marks = ", ".join(["%s"] * (len(_ALERT_FIELDS) + 2))
+        if not rows:
+            return
+        first = _next_sequence(tx)
+        rows = [(*row, first + n) for n, row in enumerate(rows)]
+        columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at", "sequence"))
+        marks = ", ".join(["%s"] * (len(_ALERT_FIELDS) + 3))
         tx.executemany(
             f"INSERT INTO victim_alerts ({columns}) VALUES ({marks}) "
             "ON CONFLICT (alert_id) DO NOTHING",
             rows,
         )
+
+
+def _next_sequence(tx: Transaction) -> int:
+    """The next alert sequence number: alerts are published to Kafka in this order.
+
+    In PostgreSQL, two projector instances may raise alerts at once; the table lock makes
+    sequence numbers commit in order, so the publisher, reading "after the last one I
+    sent", never skips an alert committed late. (SQLite writers are serialised already.)
+    """
+    if tx.dialect == "postgres":
+        tx.execute("LOCK TABLE victim_alerts IN EXCLUSIVE MODE")
+    tx.execute("SELECT COALESCE(MAX(sequence), 0) FROM victim_alerts")
+    row = tx.fetchone()
+    return int(row[0] if row else 0) + 1
 
 
 def _alert_row(alert: Alert) -> tuple[Any, ...]:
@@ -161,3 +179,17 @@ def open_alert_counts(tx: Transaction) -> list[tuple[str, int, int]]:
         "FROM victim_alerts GROUP BY recipient ORDER BY 2 DESC, 1"
     )
     return [(str(r), int(o), int(n)) for r, o, n in tx.fetchall()]
+
+
+def alerts_after(tx: Transaction, sequence: int, limit: int) -> list[tuple[int, RaisedAlert]]:
+    """Alerts raised after ``sequence``, in order: what the publisher has still to send."""
+    tx.execute(
+        f"SELECT sequence, {', '.join(_ALERT_FIELDS)}, raised_at, done_by, done_at "
+        "FROM victim_alerts WHERE sequence > %s ORDER BY sequence LIMIT %s",
+        (sequence, limit),
+    )
+    n = len(_ALERT_FIELDS)
+    return [
+        (int(row[0]), RaisedAlert(_alert_from(row[1 : n + 1]), row[n + 1], row[n + 2], row[n + 3]))
+        for row in tx.fetchall()
+    ]

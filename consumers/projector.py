@@ -1,0 +1,98 @@
+"""A projector fed from Kafka: one consumer group per projection.
+
+For each partition of a polled batch, the writer stores the view and the position
+(``<topic>-<partition>`` -> next offset) in one database transaction; the Kafka offset is
+committed only after that. On every (re)assignment the consumer seeks to the positions in
+the database, which are the truth: an offset committed to Kafka but not to the database
+(or the reverse) can neither lose nor repeat anything. Two instances share the partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import structlog
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+
+from consumers.runtime import Shutdown, with_retries
+from consumers.wire import decode_event
+from projections.base import Delivery, ProjectionWriter
+
+log = structlog.get_logger(__name__)
+
+
+def upstream_of(partition: TopicPartition) -> str:
+    return f"{partition.topic}-{partition.partition}"
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):
+    def __init__(self, consumer: Any, stored: Callable[[TopicPartition], int]) -> None:
+        self.consumer = consumer
+        self.stored = stored
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked", partitions=sorted(upstream_of(tp) for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        for partition in assigned:
+            position = self.stored(partition)
+            if position:
+                self.consumer.seek(partition, position)
+        log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
+
+
+class KafkaProjector:
+    def __init__(
+        self,
+        writer: ProjectionWriter,
+        consumer: Any,
+        topic: str,
+        after_batch: Callable[[], object] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.consumer = consumer
+        self.topic = topic
+        self.after_batch = after_batch
+
+    def run(self, shutdown: Shutdown) -> None:
+        self.consumer.subscribe(
+            [self.topic],
+            listener=_SeekToStoredPositions(
+                self.consumer, lambda tp: self.writer.position(upstream_of(tp))
+            ),
+        )
+        name = self.writer.projection.name
+        log.info("projector started", projection=name, topic=self.topic)
+        try:
+            while not shutdown.requested:
+                polled = self.consumer.poll(timeout_ms=500)
+                for partition, messages in polled.items():
+                    stored = with_retries(
+                        partial(self._project, partition, messages), shutdown, f"project {name}"
+                    )
+                    if stored is None:
+                        return  # stopping before the batch was stored: it will come again
+                    self.consumer.commit(
+                        {partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)}
+                    )
+                if self.after_batch is not None:
+                    with_retries(self.after_batch, shutdown, f"after {name} batch")
+        finally:
+            self.consumer.close()
+            log.info("projector stopped", projection=name)
+
+    def _project(self, partition: TopicPartition, messages: list[Any]) -> int:
+        deliveries = []
+        for message in messages:
+            try:
+                event = decode_event(message.value)
+            except ValueError as error:
+                # Only the relay writes this topic; a message it could not have written is
+                # logged and passed over rather than blocking the partition for ever.
+                log.error("undecodable event message skipped", upstream=upstream_of(partition),
+                          offset=message.offset, error=str(error))  # fmt: skip
+                continue
+            deliveries.append(Delivery(message.offset + 1, event))
+        return self.writer.handle(upstream_of(partition), deliveries)

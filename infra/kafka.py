@@ -1,0 +1,149 @@
+"""Kafka for the production pipeline: topic names, topic creation, clients, lag.
+
+Topic names are versioned (``.v1``): a change of message format gets a new topic, so old
+and new consumers can run side by side. Every topic is created by the tracker with an
+explicit partition count, never by the broker's auto-creation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The pipeline's topics and consumer groups; ``prefix`` isolates test runs."""
+
+    prefix: str = ""
+    inbound_partitions: int = 3
+    offender_events_partitions: int = 3
+    victim_alerts_partitions: int = 3
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.prefix}mappa.inbound.v1"
+
+    @property
+    def inbound_dead_letters(self) -> str:
+        return f"{self.prefix}mappa.inbound.dead-letters.v1"
+
+    @property
+    def offender_events(self) -> str:
+        return f"{self.prefix}mappa.offender-events.v1"
+
+    @property
+    def victim_alerts(self) -> str:
+        return f"{self.prefix}mappa.victim-alerts.v1"
+
+    def group(self, process: str) -> str:
+        """The consumer group of a process: ``ingest`` or ``projector-<name>``."""
+        return f"{self.prefix}mappa.{process}"
+
+    def partitions(self) -> dict[str, int]:
+        return {
+            self.inbound: self.inbound_partitions,
+            self.inbound_dead_letters: 1,
+            self.offender_events: self.offender_events_partitions,
+            self.victim_alerts: self.victim_alerts_partitions,
+        }
+
+
+def ensure_topics(bootstrap: str, topics: Topics) -> None:
+    """Create the pipeline's topics if missing (idempotent), and wait until they are usable."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = {
+            name: {"num_partitions": count, "replication_factor": 1}
+            for name, count in topics.partitions().items()
+            if name not in existing
+        }
+        if wanted:
+            try:
+                admin.create_topics(wanted, wait_for_metadata=True)
+                log.info("topics created", topics=sorted(wanted))
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+    finally:
+        admin.close()
+
+
+def producer(bootstrap: str, **config: Any) -> Any:
+    """A producer that keeps each key's order and loses nothing (idempotent, acks=all)."""
+    from kafka import KafkaProducer
+
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "retries": 2**31 - 1,
+    }
+    settings.update(config)
+    return KafkaProducer(**settings)
+
+
+def consumer(bootstrap: str, group: str | None, **config: Any) -> Any:
+    """A consumer in ``group`` (None: no group) committing offsets only when told to."""
+    from kafka import KafkaConsumer
+
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 1000,
+        "isolation_level": "read_committed",
+    }
+    settings.update(config)
+    return KafkaConsumer(**settings)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed or 0)
+
+
+def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[PartitionLag]:
+    """Each partition's committed offset for ``group`` and how far behind the end it is."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-status")
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topic_names
+            for p in sorted(probe.partitions_for_topic(topic) or ())
+        ]
+        ends = probe.end_offsets(partitions) if partitions else {}
+        return [
+            PartitionLag(
+                tp.topic,
+                tp.partition,
+                committed[tp].offset if tp in committed else None,
+                int(ends.get(tp, 0)),
+            )
+            for tp in partitions
+        ]
+    finally:
+        probe.close()
+        admin.close()
