@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from kafka import TopicPartition
 
-from consumers.runtime import Shutdown, with_retries
+from consumers.runtime import Shutdown, Stopped, with_retries
 from projections.ports import ViewDatabase
 from projections.victim_alerts.projection import RaisedAlert, alerts_after
 
@@ -121,13 +121,13 @@ class AlertPublisher:
         return len(pending)
 
     def run(self, shutdown: Shutdown, idle_wait: float = 0.1) -> None:
-        if with_retries(self.start, shutdown, "start alert publisher") is None:
-            return
         try:
+            with_retries(self.start, shutdown, "start alert publisher")
             while not shutdown.requested:
-                sent = with_retries(self.publish_once, shutdown, "publish alerts")
-                if not sent and not shutdown.requested:
+                if not with_retries(self.publish_once, shutdown, "publish alerts"):
                     shutdown.wait(idle_wait)
+        except Stopped:
+            pass  # an uncommitted transaction is aborted; its alerts are sent on restart
         finally:
             if self.producer is not None:
                 self.producer.close()

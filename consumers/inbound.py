@@ -29,7 +29,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
 from consumers.projector import upstream_of
-from consumers.runtime import Shutdown, with_retries
+from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
 from infra.eventstore import OffenderRecords
 
@@ -87,6 +87,8 @@ class InboundConsumer:
                     self.consumer.commit(
                         {partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)}
                     )
+        except Stopped:
+            pass  # the batch was not stored: it will be delivered again
         finally:
             self.consumer.close()
             log.info("ingest stopped")

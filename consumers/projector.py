@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 
-from consumers.runtime import Shutdown, with_retries
+from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import decode_event
 from projections.base import Delivery, ProjectionWriter
 
@@ -49,12 +49,10 @@ class KafkaProjector:
         writer: ProjectionWriter,
         consumer: Any,
         topic: str,
-        after_batch: Callable[[], object] | None = None,
     ) -> None:
         self.writer = writer
         self.consumer = consumer
         self.topic = topic
-        self.after_batch = after_batch
 
     def run(self, shutdown: Shutdown) -> None:
         self.consumer.subscribe(
@@ -69,16 +67,14 @@ class KafkaProjector:
             while not shutdown.requested:
                 polled = self.consumer.poll(timeout_ms=500)
                 for partition, messages in polled.items():
-                    stored = with_retries(
+                    with_retries(
                         partial(self._project, partition, messages), shutdown, f"project {name}"
                     )
-                    if stored is None:
-                        return  # stopping before the batch was stored: it will come again
                     self.consumer.commit(
                         {partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)}
                     )
-                if self.after_batch is not None:
-                    with_retries(self.after_batch, shutdown, f"after {name} batch")
+        except Stopped:
+            pass  # the batch was not stored: it will be delivered again
         finally:
             self.consumer.close()
             log.info("projector stopped", projection=name)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import structlog
 
-from consumers.runtime import Shutdown, with_retries
+from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import encode_event, encode_key
 from domain.events import OffenderEvent
 from infra.eventstore import OffenderRecords
@@ -72,10 +72,15 @@ class Relay:
 
     def run(self, shutdown: Shutdown, idle_wait: float = 0.2) -> None:
         log.info("relay started", topic=self.topic, position=self.position())
-        while not shutdown.requested:
-            published = with_retries(self.relay_once, shutdown, "relay")
-            if published:
-                log.debug("relayed", events=published)
-            elif not shutdown.requested:
-                shutdown.wait(idle_wait)
-        log.info("relay stopped", position=self.position())
+        try:
+            while not shutdown.requested:
+                published = with_retries(self.relay_once, shutdown, "relay")
+                if published:
+                    log.debug("relayed", events=published)
+                else:
+                    shutdown.wait(idle_wait)
+        except Stopped:
+            pass  # the position was not moved: the batch will be published again
+        finally:
+            self.producer.close()
+        log.info("relay stopped")

@@ -39,13 +39,16 @@ class Shutdown:
         return self._event.wait(seconds)
 
 
+class Stopped(Exception):
+    """Shutdown was requested before an action succeeded: it did nothing, and its input
+    will be delivered again to whoever runs next."""
+
+
 def with_retries(
     action: Callable[[], T], shutdown: Shutdown, what: str, max_wait: float = 10.0
-) -> T | None:
-    """Run ``action`` until it succeeds, backing off while the database or broker is away.
-
-    Returns None only when shutdown was requested before it succeeded: nothing was done.
-    """
+) -> T:
+    """Run ``action`` until it succeeds, backing off while the database or broker is away;
+    raise :class:`Stopped` if shutdown is requested first."""
     wait = 0.2
     while True:
         try:
@@ -53,5 +56,5 @@ def with_retries(
         except Exception as error:  # the policy: log, back off, retry; never skip input
             log.warning("retrying", action=what, error=repr(error), wait=wait)
             if shutdown.wait(wait):
-                return None
+                raise Stopped(what) from error
             wait = min(wait * 2, max_wait)
