@@ -636,11 +636,15 @@ def _temporary_release(life: _Life, d0: int, months: int, plan: _Plan) -> None:
     start = plan.release - rng.randint(60, 240)
     for _ in range(rng.randint(1, 8)):
         end = start + rng.randint(0, 13)
-        if end >= plan.release - 1:
+        if end >= plan.release - 30:
             return
         purpose = "work-placement" if rng.random() < 0.8 else "other"
         info = {"purpose": purpose, "from": _iso_day(start), "to": _iso_day(end)}
         life.emit(start - rng.randint(1, 3), OFFICE, "custody.temporary-release", info)
+        if rng.random() < 0.03:  # failed to return: an abscond, then closed conditions
+            life.emit(end, EVENING, "custody.absconded")
+            _transfer(life, end + rng.randint(2, 25), False)
+            return
         start = end + rng.randint(3, 30)
 
 
@@ -759,7 +763,7 @@ def _incident_rates(life: _Life, day: int, on_licence: bool) -> list[tuple[str, 
     if on_licence:
         rates += [("recall", _RECALL_RATE[life.cat] * _LEVEL_RISK[life.level]), ("vary", 0.2)]
     else:
-        rates += [("area-move", 0.01), ("left", 0.004)]
+        rates += [("area-move", 0.015), ("left", 0.004)]
         if life.cat == 1 and day >= life.world.orders_from:
             rates += [("sopo", 0.02 if life.sopo_from is None else 0.0), ("fto", 0.002)]
     if life.registered:
@@ -1101,7 +1105,7 @@ def _registered_in_community(life: _Life) -> None:
         years = 0 if period == "indefinite" else int(period[1:-1])
         begun = d0 - rng.randint(0, max(0, years * 365 - 60))
         reg_end = _period_end(begun, period)
-    elif d0 >= life.world.orders_from and rng.random() < 0.04:
+    elif d0 >= life.world.orders_from and rng.random() < 0.015:
         registered = _notification_order(life, d0)
         if registered is None:
             return

@@ -496,9 +496,13 @@ def test_every_31_march_has_registered_offenders_in_the_community() -> None:
 
 
 def test_the_history_has_every_kind_of_fact_the_figures_need() -> None:
-    kinds = Counter(doc["eventType"] for doc in documents())
-    assert EVENT_TYPES - set(kinds) <= {
+    kinds = Counter(doc["eventType"] for doc in documents(2000, 3))
+    assert EVENT_TYPES - set(kinds) == set()
+    small = Counter(doc["eventType"] for doc in documents())
+    assert EVENT_TYPES - set(small) <= {
         "custody.absconded",
+        "offence.charged",
+        "offence.disposed",
         "order.refused",
         "order.interim-granted",
         "order.applied",
@@ -509,7 +513,11 @@ def test_there_are_area_transfers_sopos_on_conviction_and_enrolled_victims() -> 
     docs = documents()
     transfers = [d for d in docs if d["eventType"] == "mappa.area-transferred"]
     assert any(d["additionalInformation"]["toArea"] == d["area"] for d in transfers)  # BCU
-    assert any(d["additionalInformation"]["toArea"] != d["area"] for d in transfers)
+    releases = [d for d in docs if d["eventType"] == "custody.released"]
+    assert any(
+        d["additionalInformation"].get("toArea", d["area"]) != d["area"]
+        for d in transfers + releases
+    )
     sopos = [
         d
         for d in docs
@@ -575,3 +583,22 @@ def test_other_areas_use_their_own_bcus_and_references() -> None:
             if d["eventType"] == "registration.started" and d["area"] == area
         }
         assert bcus and bcus <= set(AREA_BCUS[area])
+
+
+def test_some_offenders_are_recalled_twice_and_rarer_facts_occur_in_a_larger_history() -> None:
+    recalls = Counter(
+        sum(1 for d in docs if d["eventType"] == "licence.recalled")
+        for docs in stories(2000, 3).values()
+    )
+    assert any(count >= 2 for count in recalls.elements())
+    kinds = Counter(doc["eventType"] for doc in documents(2000, 3))
+    assert kinds["custody.absconded"] > 0
+    assert kinds["offence.charged"] > 0
+    assert kinds["sentence.varied"] > 0
+    orders = Counter(
+        doc["additionalInformation"]["orderType"]
+        for doc in documents(2000, 3)
+        if doc["eventType"].startswith("order.")
+    )
+    assert orders["SOPO"] > orders["RESTRAINING_ORDER"] > 0
+    assert orders["NOTIFICATION_ORDER"] + orders["FOREIGN_TRAVEL_ORDER"] > 0
