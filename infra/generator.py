@@ -361,15 +361,18 @@ class _Life:
         self.events: list[_Event] = []
         self.dependents: list[_Event] = []
         self.refs_json = _person_references(rng, self.ref, profile.custodial)
+        self.officer = rng.randint(1, 3)  # the user at each agency who handles the case
 
     def emit(
         self, day: int, window: tuple[int, int], etype: str, info: Info | None = None
     ) -> _Event:
-        t = day * DAY + self.rng.randint(window[0], window[1])
+        first, last = window
+        t = day * DAY + first + int(self.rng.random() * (last - first + 1))
         return self.emit_at(t, etype, info)
 
     def emit_at(self, t: int, etype: str, info: Info | None, agency: str = "") -> _Event:
-        eid = self.rng.uuid()
+        # Facts beyond the run are drawn (the story needs them) but never delivered.
+        eid = self.rng.uuid() if t < self.world.end_t else ""
         ev = _Event(t, etype, info if info is not None else {}, agency or AGENCY_OF[etype], eid)
         self.events.append(ev)
         return ev
@@ -1283,35 +1286,24 @@ class _Delivery:
 
     def _line(self, life: _Life, ev: _Event) -> None:
         rng = life.rng
-        source, source_json = self.source(ev.agency, ev.area, rng.randint(1, 3))
+        source, source_json = self.source(ev.agency, ev.area, life.officer)
         pref_json = life.refs_json.get(ev.agency) or life.refs_json[""]
         occurred = self.clock.iso(ev.t)
         # The envelope is assembled from parts that need no escaping (UUIDs, type names, ISO
         # times, area codes) and parts encoded once (source, personReference); only the facts
         # go through the encoder for every line. It is the hot path of a multi-million run.
-        line = "".join(
-            (
-                '{"eventId":"',
-                ev.eid,
-                '","eventType":"',
-                ev.etype,
-                '","version":1,"occurredAt":"',
-                occurred,
-                '","source":',
-                source_json,
-                ',"personReference":',
-                pref_json,
-                ',"area":"',
-                ev.area,
-                '","additionalInformation":',
-                _ENCODE(ev.info) if ev.info else "{}",
-                "}",
-            )
+        info_json = _ENCODE(ev.info) if ev.info else "{}"
+        line = (
+            f'{{"eventId":"{ev.eid}","eventType":"{ev.etype}","version":1,'
+            f'"occurredAt":"{occurred}","source":{source_json},"personReference":{pref_json},'
+            f'"area":"{ev.area}","additionalInformation":{info_json}}}'
         )
         out = self.out
         out.append((ev.recv, len(out), line))
         sample = len(self.samples) < 100
-        bad = rng.random() < _INVALID_SHARE and self.invalid_lines
+        # One draw decides both: resent (below _DUPLICATE_SHARE), an invalid line (next slice).
+        r = rng.random()
+        bad = _DUPLICATE_SHARE <= r < _DUPLICATE_SHARE + _INVALID_SHARE and self.invalid_lines
         if sample or bad:
             doc = {
                 "eventId": ev.eid,
@@ -1327,7 +1319,7 @@ class _Delivery:
                 self.samples.append((ev.recv, doc, line))
             if bad:
                 self.add_invalid(doc, ev.recv)
-        if rng.random() < _DUPLICATE_SHARE:
+        if r < _DUPLICATE_SHARE:
             self.resend(line, ev.recv, rng)
 
     def resend(self, line: str, recv: int, rng: _Rng) -> None:
@@ -1368,14 +1360,16 @@ def _assign_received(life: _Life, events: list[_Event]) -> None:
     """Most feeds deliver within the hour or in the next day's batch; about 2% arrive weeks
     or months late. Retractions arrive after their targets."""
     rng = life.rng
+    late = _LATE_SHARE
     for ev in events:
+        # One draw picks both the kind of delay and its length (uniform within the kind).
         r = rng.random()
-        if r < _LATE_SHARE:
-            ev.recv = ev.t + rng.randint(14 * DAY, 150 * DAY)
+        if r < late:
+            ev.recv = ev.t + 14 * DAY + int(r / late * 136 * DAY)
         elif r < 0.8:
-            ev.recv = ev.t + rng.randint(1, 90)
+            ev.recv = ev.t + 1 + int((r - late) / (0.8 - late) * 89)
         else:
-            ev.recv = ev.t + rng.randint(90, 2 * DAY)
+            ev.recv = ev.t + 90 + int((r - 0.8) / 0.2 * (2 * DAY - 90))
     for ev in life.dependents:  # in drawing order: a retraction before the fact it corrects
         if ev.after is not None:
             ev.recv = max(ev.recv, ev.after.recv + rng.randint(1, 240))
