@@ -157,9 +157,16 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _return(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.statistical_return.formats import format_csv, format_html
     from projections.statistical_return.layouts import format_markdown
     from projections.statistical_return.projection import statistical_return
 
+    if args.national:
+        return _national_return(args, settings)
+    if not args.area:
+        raise UsageError("return: --area is required (or --national for the national figures)")
+    if args.diff_as_known_on:
+        return _return_diff(args, settings)
     as_known_on = _moment(args.as_known_on) if args.as_known_on else None
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         population = tracker.areas.population_for(args.area, args.year)
@@ -170,11 +177,134 @@ def _return(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         area = tracker.areas.get(args.area)
+    name = area.name if area else None
     if args.format == "json":
         print(json.dumps(result, indent=2))
+    elif args.format == "csv":
+        print(format_csv(result), end="")
+    elif args.format == "html":
+        print(format_html(result, name), end="")
     else:
-        print(format_markdown(result, area.name if area else None))
+        print(format_markdown(result, name))
     return EXIT_OK
+
+
+def _national_return(args: argparse.Namespace, settings: Settings) -> int:
+    """``mappa return --national --year Y``: tables 1, 2, 3 and 5 of the national overview."""
+    from projections.statistical_return.national import (
+        format_national_csv,
+        format_national_markdown,
+        national_returns,
+        national_tables,
+        store_areas,
+    )
+
+    if args.diff_as_known_on:
+        raise UsageError("return: --diff-as-known-on compares one area's return; drop --national")
+    if args.format == "html":
+        raise UsageError("return --national: --format is md, json or csv")
+    as_known_on = _moment(args.as_known_on) if args.as_known_on else None
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        # Every area with offenders in the store, and every area of the reference data.
+        areas = sorted({*store_areas(tx), *(area.code for area in tracker.areas.areas)})
+        if args.area:
+            areas = [args.area]
+        try:
+            this_year, last_year = (
+                national_returns(
+                    tx, areas, year, tracker.areas.population_for, args.layout, as_known_on
+                )
+                for year in (args.year, args.year - 1)
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    tables = national_tables(this_year, last_year, year=args.year)
+    if args.format == "json":
+        print(json.dumps(tables, indent=2))
+    elif args.format == "csv":
+        print(format_national_csv(tables), end="")
+    else:
+        print(format_national_markdown(tables))
+    return EXIT_OK
+
+
+def _return_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """``mappa return --diff-as-known-on A B``: the figures that differ and what moved them."""
+    from projections.statistical_return.explain import (
+        area_histories,
+        diff_as_known_on,
+        format_diff_text,
+    )
+
+    if args.as_known_on:
+        raise UsageError("return: give either --as-known-on or --diff-as-known-on, not both")
+    if args.format not in ("md", "json"):
+        raise UsageError("return --diff-as-known-on: --format is md (text) or json")
+    first, second = args.diff_as_known_on
+    a = _known_on_or_now(first, "--diff-as-known-on")
+    b = _known_on_or_now(second, "--diff-as-known-on")
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        histories = area_histories(tx, args.area)
+        population = tracker.areas.population_for(args.area, args.year)
+    try:
+        changes = diff_as_known_on(histories, args.area, args.year, args.layout, a, b, population)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "area": args.area,
+                    "year": args.year,
+                    "a": None if a is None else a.isoformat(),
+                    "b": None if b is None else b.isoformat(),
+                    "changes": [change.to_json() for change in changes],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(format_diff_text(changes, args.area, args.year, first, second), end="")
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    """``mappa explain``: the offenders (and events) behind one figure of a return."""
+    from projections.statistical_return.explain import (
+        UnknownFigure,
+        area_histories,
+        explain_figure,
+        format_explanation_text,
+    )
+
+    as_known_on = _moment(args.as_known_on) if args.as_known_on else None
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        histories = area_histories(tx, args.area)
+        population = tracker.areas.population_for(args.area, args.year)
+    try:
+        explanation = explain_figure(
+            histories, args.area, args.year, args.figure, args.layout, as_known_on, population
+        )
+    except UnknownFigure as error:
+        raise UsageError(f"explain: {error}") from None
+    if args.format == "json":
+        print(json.dumps(explanation.to_json(), indent=2))
+    else:
+        print(format_explanation_text(explanation), end="")
+    return EXIT_OK
+
+
+def _known_on_or_now(text: str, option: str) -> datetime | None:
+    """An ISO moment with its offset, or ``now`` (None: everything recorded so far)."""
+    if text.strip().lower() == "now":
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: expected an ISO 8601 moment or 'now', got {text!r}") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{option}: give a UTC offset, e.g. {text}+00:00")
+    return moment
 
 
 def _alerts(args: argparse.Namespace, settings: Settings) -> int:
@@ -437,12 +567,43 @@ def _parser() -> argparse.ArgumentParser:
     case.add_argument("--format", choices=("table", "json"), default="table")
 
     ret = command("return", _return, "the 31 March statistical return of an area and year")
-    ret.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
+    ret.add_argument("--area", help="MAPPA area code, e.g. WM (required unless --national)")
     ret.add_argument("--year", type=int, required=True, help="first calendar year: 2004 = 2004/05")
     ret.add_argument("--layout", choices=("2004", "2008"), help="default: by year")
     ret.add_argument("--as-known-on", help="count only what was recorded by then (ISO moment)")
-    ret.add_argument("--format", choices=("json", "md"), default="md")
+    ret.add_argument(
+        "--format",
+        choices=("json", "md", "csv", "html"),
+        default="md",
+        help="md (default), json (the contract's keys), csv (one row per figure), html "
+        "(a self-contained page with charts 1 and 2)",
+    )
     ret.add_argument("--areas", help="areas reference data file (default $MAPPA_AREAS or shipped)")
+    ret.add_argument(
+        "--national",
+        action="store_true",
+        help="the national overview's tables 1, 2, 3 and 5 summed over every area, with the "
+        "change from the previous year",
+    )
+    ret.add_argument(
+        "--diff-as-known-on",
+        nargs=2,
+        metavar=("A", "B"),
+        help="list each figure that differs between the return as known on A and on B (ISO "
+        "moments or 'now') and the events recorded in between that moved it",
+    )
+
+    expl = command("explain", _explain, "the offenders and events behind one figure of a return")
+    expl.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
+    expl.add_argument("--year", type=int, required=True, help="first calendar year: 2004 = 2004/05")
+    expl.add_argument(
+        "--figure", required=True, help="a figure path: i, i_by_bcu.Hereford, iii.c, "
+        "viii.level3.cat1, ix.level2.a, ..."
+    )  # fmt: skip
+    expl.add_argument("--layout", choices=("2004", "2008"), help="default: by year")
+    expl.add_argument("--as-known-on", help="count only what was recorded by then (ISO moment)")
+    expl.add_argument("--format", choices=("text", "json"), default="text")
+    expl.add_argument("--areas", help="areas reference data file (default $MAPPA_AREAS or shipped)")
 
     alerts = command("alerts", _alerts, "victim alerts: list a VLO's, or mark one done")
     alerts.add_argument("action", nargs="?", choices=("list", "done"), default="list")
