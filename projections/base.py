@@ -49,6 +49,8 @@ class OffenderHistory:
     version: int = 0
     documents: History = field(default_factory=list)
     changed: bool = False
+    # How many documents the history had before this batch: the rest arrived in it.
+    known_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,29 @@ def read_position(tx: Transaction, reader: str, upstream: str) -> int:
     )
     row = tx.fetchone()
     return int(row[0]) if row else 0
+
+
+def _lock_position(tx: Transaction, reader: str, upstream: str) -> int:
+    """Read the position and hold it until commit.
+
+    During a Kafka rebalance an old owner of a partition may still be storing a batch when
+    the new owner starts on it; the row lock makes the second wait for the first, then see
+    its position and skip what it stored. (SQLite's transactions are serialised anyway.)
+    """
+    if tx.dialect == "postgres":
+        tx.execute(
+            "INSERT INTO projection_positions (projection, upstream, position) "
+            "VALUES (%s, %s, 0) ON CONFLICT (projection, upstream) DO NOTHING",
+            (reader, upstream),
+        )
+        tx.execute(
+            "SELECT position FROM projection_positions "
+            "WHERE projection = %s AND upstream = %s FOR UPDATE",
+            (reader, upstream),
+        )
+        row = tx.fetchone()
+        return int(row[0]) if row else 0
+    return read_position(tx, reader, upstream)
 
 
 def write_position(tx: Transaction, reader: str, upstream: str, position: int) -> None:
@@ -132,7 +157,7 @@ class ProjectionWriter:
         if not deliveries:
             return 0
         with self.database.transaction() as tx:
-            stored_position = self._position(tx, upstream)
+            stored_position = _lock_position(tx, self.projection.name, upstream)
             fresh = [d for d in deliveries if d.position > stored_position]
             if not fresh:
                 return 0
@@ -169,9 +194,11 @@ class ProjectionWriter:
                 (self.projection.name, *chunk),
             )
             for offender_id, mappa_ref, version, history in tx.fetchall():
+                documents = json.loads(history)
                 histories[UUID(offender_id)] = OffenderHistory(
-                    str(offender_id), str(mappa_ref), int(version), json.loads(history)
-                )
+                    str(offender_id), str(mappa_ref), int(version), documents,
+                    known_before=len(documents),
+                )  # fmt: skip
         for offender_id in offender_ids:
             histories.setdefault(offender_id, OffenderHistory(str(offender_id), ""))
         return histories

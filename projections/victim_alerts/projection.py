@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from projections.base import OffenderHistory, Projection
+from projections.base import History, OffenderHistory, Projection
 from projections.ports import Transaction
 from projections.victim_alerts.rules import Alert, derive_alerts, plan_alerts
 
@@ -60,20 +60,27 @@ class VictimAlertsProjection(Projection):
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         raised_at = self.clock().isoformat()
-        rows: list[tuple[Any, ...]] = []
         for history in offenders:
-            derived = derive_alerts(history.documents, self.lead_times)
-            # During a rebuild the history is replayed from zero while the alerts on record
-            # stay: an alert about an event not replayed yet is not "no longer due", so only
-            # alerts about events in the history so far may be judged for correction.
-            known = {document["eventId"] for document in history.documents}
-            already = {
-                alert_id: alert
-                for alert_id, alert in _raised_for(tx, history.offender_id).items()
-                if alert.event_id in known
-            }
-            for alert in plan_alerts(derived, already):
-                rows.append((*_alert_row(alert), history.offender_id, raised_at))
+            for end in _moments_to_judge(history):
+                self._raise(tx, history, history.documents[:end], raised_at)
+
+    def _raise(
+        self, tx: Transaction, history: OffenderHistory, documents: History, raised_at: str
+    ) -> None:
+        derived = derive_alerts(documents, self.lead_times)
+        # During a rebuild the history is replayed from zero while the alerts on record
+        # stay: an alert about an event not replayed yet is not "no longer due", so only
+        # alerts about events in the history so far may be judged for correction.
+        known = {document["eventId"] for document in documents}
+        already = {
+            alert_id: alert
+            for alert_id, alert in _raised_for(tx, history.offender_id).items()
+            if alert.event_id in known
+        }
+        rows = [
+            (*_alert_row(alert), history.offender_id, raised_at)
+            for alert in plan_alerts(derived, already)
+        ]
         if not rows:
             return
         first = _next_sequence(tx)
@@ -85,6 +92,24 @@ class VictimAlertsProjection(Projection):
             "ON CONFLICT (alert_id) DO NOTHING",
             rows,
         )
+
+
+def _moments_to_judge(history: OffenderHistory) -> list[int]:
+    """Prefix lengths of the history at which to raise alerts: just before each retraction
+    that arrived in this batch, and at the end.
+
+    A one-event-at-a-time projector would have raised an alert for an event, then corrected
+    it when the retraction came. Judging just before each retraction does the same whether
+    the event and its retraction arrive in one batch or two, so the alerts never depend on
+    how deliveries happened to be batched (embedded log, Kafka, a rebuild).
+    """
+    documents = history.documents
+    cuts = [
+        index
+        for index in range(history.known_before, len(documents))
+        if documents[index]["eventType"] == "record.retracted"
+    ]
+    return [*cuts, len(documents)]
 
 
 def _next_sequence(tx: Transaction) -> int:

@@ -101,3 +101,36 @@ def test_projecting_from_zero_into_empty_views_gives_the_incremental_views(
         fresh.close()
         if backend == "postgres":
             _drop_schema(schema)
+
+
+def test_alerts_do_not_depend_on_how_deliveries_are_batched(
+    tracker_factory: TrackerFactory,
+) -> None:
+    from tests.builders import History
+
+    h = History("WM-000555")
+    h.add("victim.enrolled", "2004-01-01T10:00:00+00:00", victimRef="V-1", vloRef="VLO-1")
+    h.add("custody.received", "2004-01-02T10:00:00+00:00", prison="HMP A", reason="sentence")
+    conditions = h.add(
+        "licence.conditions-set",
+        "2004-03-01T10:00:00+00:00",
+        conditions=[{"code": "non-contact", "text": "no contact", "protectsVictim": True}],
+    )
+    h.retract(conditions, "2004-03-02T10:00:00+00:00")
+    alerts = []
+    for batch_size in (1, 1000):
+        tracker = tracker_factory(separate_store=True, batch_size=batch_size)
+        tracker.ingest_service().ingest(list(enumerate(h.facts())))
+        tracker.catch_up()
+        with tracker.views.transaction() as tx:
+            tx.execute("SELECT kind, event_id FROM victim_alerts ORDER BY sequence")
+            alerts.append(tx.fetchall())
+    # Raised when the conditions arrived, corrected when the retraction did: either way.
+    assert (
+        alerts[0]
+        == alerts[1]
+        == [
+            ("licence-conditions", conditions["eventId"]),
+            ("correction", conditions["eventId"]),
+        ]
+    )

@@ -1,0 +1,167 @@
+"""A harness for end-to-end tests of the production pipeline on the real broker and database.
+
+Each :class:`Pipeline` has its own topic prefix, consumer groups and PostgreSQL schema, and
+runs the tracker's processes as real subprocesses (``mappa run ...``), so tests can kill
+them with SIGKILL and restart them like an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.bootstrap import Tracker, bootstrap, topics
+from infra.kafka import group_lag
+from infra.settings import Settings
+from tests.conftest import database_url_for_tests
+
+MAPPA = str(Path(sys.executable).with_name("mappa"))
+PROJECTIONS = ("caseload", "statistical-return", "victim-alerts")
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("MAPPA_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Pipeline:
+    workdir: Path
+    name: str = field(default_factory=lambda: f"e2e_{uuid.uuid4().hex[:10]}")
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            data_dir=self.workdir / "data",
+            database_url=database_url_for_tests(),
+            database_schema=self.name,
+            kafka_bootstrap=kafka_bootstrap(),
+            kafka_topic_prefix=f"{self.name}.",
+            batch_size=200,
+        )
+
+    def environment(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            MAPPA_DATA_DIR=str(s.data_dir),
+            MAPPA_DATABASE_URL=str(s.database_url),
+            MAPPA_DATABASE_SCHEMA=s.database_schema,
+            MAPPA_KAFKA_BOOTSTRAP=str(s.kafka_bootstrap),
+            MAPPA_KAFKA_TOPIC_PREFIX=s.kafka_topic_prefix,
+            MAPPA_BATCH_SIZE=str(s.batch_size),
+            MAPPA_LOG_FORMAT="json",
+        )
+        return env
+
+    def start(self, process: str, *args: str, label: str | None = None) -> None:
+        label = label or " ".join((process, *args))
+        log = (self.workdir / f"{label.replace(' ', '-')}.log").open("ab")
+        self.processes[label] = subprocess.Popen(
+            [MAPPA, "run", process, *args], env=self.environment(), stdout=log, stderr=log
+        )
+
+    def start_all(self, projector_instances: int = 1) -> None:
+        self.start("ingest")
+        self.start("relay")
+        for name in PROJECTIONS:
+            for instance in range(projector_instances):
+                self.start("project", name, label=f"project {name} {instance}")
+        self.start("publish-alerts")
+
+    def kill(self, label: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(label)
+        process.send_signal(sig)
+        process.wait(timeout=60)
+
+    def stop_all(self) -> None:
+        for label in list(self.processes):
+            self.kill(label, signal.SIGTERM)
+
+    def assert_running(self) -> None:
+        for label, process in self.processes.items():
+            assert process.poll() is None, f"{label} exited with {process.returncode}: " + self.log(
+                label
+            )
+
+    def log(self, label: str) -> str:
+        path = self.workdir / f"{label.replace(' ', '-')}.log"
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def mappa(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [MAPPA, *args], env=self.environment(), input=stdin, capture_output=True, check=False
+        )
+
+    def tracker(self) -> Tracker:
+        return bootstrap(self.settings)
+
+    def lag(self, process: str, topic: str) -> int:
+        names = topics(self.settings)
+        return sum(p.lag for p in group_lag(kafka_bootstrap(), names.group(process), [topic]))
+
+
+def send_with_kcat(pipeline: Pipeline, lines: list[str]) -> None:
+    """Produce lines to the inbound topic with kcat, an independent client (key: MAPPA ref)."""
+    keyed = []
+    for line in lines:
+        try:
+            identifiers = json.loads(line)["personReference"]["identifiers"]
+            key = next(i["value"] for i in identifiers if i["type"] == "MAPPA")
+        except Exception:
+            key = "unreadable"
+        keyed.append(f"{key}\t{line}")
+    topic = topics(pipeline.settings).inbound
+    subprocess.run(
+        ["kcat", "-P", "-b", kafka_bootstrap(), "-t", topic, "-K", "\t", "-X", "acks=all"],
+        input=("\n".join(keyed) + "\n").encode(),
+        check=True,
+        timeout=120,
+    )
+
+
+def consume_all(pipeline: Pipeline, topic: str, read_committed: bool = True) -> list[Any]:
+    """Every message of ``topic`` now, through kafka-python."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap(),
+        enable_auto_commit=False,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        messages: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            for batch in consumer.poll(timeout_ms=500).values():
+                messages.extend(batch)
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+        return messages
+    finally:
+        consumer.close()

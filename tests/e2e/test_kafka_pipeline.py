@@ -1,0 +1,266 @@
+"""The production pipeline end to end: real Apache Kafka, real PostgreSQL, real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.bootstrap import Tracker, bootstrap, topics
+from infra.cli import ingest_file
+from infra.generator import generate_history
+from infra.settings import Settings
+from projections.statistical_return.projection import statistical_return
+from tests.conftest import _create_schema, _drop_schema
+from tests.e2e.pipeline import (
+    PROJECTIONS,
+    Pipeline,
+    consume_all,
+    send_with_kcat,
+    wait_until,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(tmp_path)
+    _create_schema(running.name)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+        _drop_schema(running.name)
+
+
+def write_history(path: Path, offenders: int, seed: int) -> list[str]:
+    lines = generate_history("WM", 2001, 2009, offenders, seed=seed)
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def embedded_views(tmp_path: Path, history: Path) -> dict[str, Any]:
+    """The views the embedded default (SQLite, no Kafka) gives for the same file."""
+    tracker = bootstrap(
+        Settings(data_dir=tmp_path / "embedded", database_url=None, kafka_bootstrap=None)
+    )
+    try:
+        ingest_file(tracker, history, 1000, progress=False)
+        tracker.catch_up()
+        return comparable_views(tracker)
+    finally:
+        tracker.close()
+
+
+def comparable_views(tracker: Tracker) -> dict[str, Any]:
+    """Every view, without what depends on when this store received each event."""
+    with tracker.views.transaction() as tx:
+        tx.execute(
+            "SELECT offender_id, mappa_ref, area, bcu, category, level, managed, in_custody, "
+            "on_licence, registered, expected_release_date, release_type "
+            "FROM caseload_offenders ORDER BY offender_id"
+        )
+        caseload = [tuple(str(v) for v in row) for row in tx.fetchall()]
+        returns = [statistical_return(tx, "WM", year) for year in range(2001, 2010)]
+        returns.append(statistical_return(tx, "WM", 2007, layout="2008"))
+        tx.execute(
+            "SELECT alert_id, kind, recipient, victim_ref, offender_ref, event_id, "
+            "corrects_alert_id FROM victim_alerts ORDER BY alert_id"
+        )
+        alerts = [tuple(str(v) for v in row) for row in tx.fetchall()]
+        tx.execute(
+            "SELECT projection, offender_id, history FROM projection_histories "
+            "ORDER BY projection, offender_id"
+        )
+        histories = [
+            (projection, offender, [_without_recorded_at(d) for d in json.loads(history)])
+            for projection, offender, history in tx.fetchall()
+        ]
+    return {"caseload": caseload, "returns": returns, "alerts": alerts, "histories": histories}
+
+
+def assert_same_views(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    for view in expected:
+        if view == "alerts":
+            missing = sorted(set(expected[view]) - set(actual[view]))
+            extra = sorted(set(actual[view]) - set(expected[view]))
+            assert not missing and not extra, f"alerts missing {missing[:5]}, extra {extra[:5]}"
+        assert actual[view] == expected[view], view
+
+
+def _without_recorded_at(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != "recordedAt"}
+
+
+def settled(pipeline: Pipeline) -> bool:
+    """Everything sent has been ingested, relayed, projected and published."""
+    pipeline.assert_running()
+    names = topics(pipeline.settings)
+    if pipeline.lag("ingest", names.inbound):
+        return False
+    tracker = pipeline.tracker()
+    try:
+        with tracker.views.transaction() as tx:
+            tx.execute(
+                "SELECT position FROM projection_positions WHERE projection = 'relay' "
+                "AND upstream = 'offenders'"
+            )
+            row = tx.fetchone()
+        if not row or int(row[0]) < tracker.max_notification_id():
+            return False
+    finally:
+        tracker.close()
+    return all(
+        pipeline.lag(f"projector-{name}", names.offender_events) == 0 for name in PROJECTIONS
+    )
+
+
+def published_alerts(pipeline: Pipeline) -> list[str]:
+    messages = consume_all(pipeline, topics(pipeline.settings).victim_alerts)
+    return [json.loads(m.value)["alert_id"] for m in messages]
+
+
+def assert_every_alert_published_once(pipeline: Pipeline, views: dict[str, Any]) -> None:
+    def all_published() -> bool:
+        return len(published_alerts(pipeline)) >= len(views["alerts"])
+
+    wait_until(all_published, 60, "every alert on the alerts topic")
+    published = published_alerts(pipeline)
+    assert len(published) == len(set(published)), "an alert was published twice"
+    assert sorted(published) == [row[0] for row in views["alerts"]]
+
+
+def test_ten_thousand_events_from_kcat_and_kafka_python_reach_every_projection(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.jsonl"
+    lines = write_history(history, offenders=1300, seed=21)
+    assert len(lines) >= 10_000
+    expected = embedded_views(tmp_path, history)
+    second_half = tmp_path / "second-half.jsonl"
+    second_half.write_text("\n".join(lines[len(lines) // 2 :]) + "\n")
+
+    pipeline.start_all(projector_instances=2)  # two instances share each group's partitions
+    send_with_kcat(pipeline, lines[: len(lines) // 2])
+    assert pipeline.mappa("produce", str(second_half)).returncode == 0
+    wait_until(lambda: settled(pipeline), 300, "the pipeline to settle")
+
+    tracker = pipeline.tracker()
+    try:
+        assert_same_views(comparable_views(tracker), expected)
+    finally:
+        tracker.close()
+    assert_every_alert_published_once(pipeline, expected)
+
+
+def test_killed_processes_and_restarted_servers_leave_the_views_of_a_clean_run(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.jsonl"
+    lines = write_history(history, offenders=450, seed=33)
+    expected = embedded_views(tmp_path, history)
+    thirds = [lines[i * len(lines) // 3 : (i + 1) * len(lines) // 3] for i in range(3)]
+    parts = []
+    for number, third in enumerate(thirds):
+        part = tmp_path / f"part-{number}.jsonl"
+        part.write_text("\n".join(third) + "\n")
+        parts.append(part)
+
+    pipeline.start_all()
+    assert pipeline.mappa("produce", str(parts[0])).returncode == 0
+
+    def projected_some() -> bool:
+        tracker = pipeline.tracker()
+        try:
+            return bool(tracker.writer("caseload").positions())
+        finally:
+            tracker.close()
+
+    wait_until(projected_some, 60, "the first events to be projected")
+    # kill -9 in mid-stream: no shutdown, no flush, no commit.
+    pipeline.kill("project caseload 0")
+    pipeline.kill("relay")
+    pipeline.kill("publish-alerts")
+    assert pipeline.mappa("produce", str(parts[1])).returncode == 0
+    pipeline.start("project", "caseload", label="project caseload 0")
+    pipeline.start("relay")
+    pipeline.start("publish-alerts")
+
+    # The broker goes away and comes back.
+    subprocess.run([str(REPO / "scripts" / "kafka"), "stop"], check=True, timeout=120)
+    subprocess.run([str(REPO / "scripts" / "kafka"), "start"], check=True, timeout=180)
+    assert pipeline.mappa("produce", str(parts[2])).returncode == 0
+
+    # So does the database.
+    subprocess.run([str(REPO / "scripts" / "postgres"), "stop"], check=True, timeout=120)
+    subprocess.run([str(REPO / "scripts" / "postgres"), "start"], check=True, timeout=120)
+
+    wait_until(lambda: settled(pipeline), 300, "the pipeline to settle after the faults")
+    tracker = pipeline.tracker()
+    try:
+        assert_same_views(comparable_views(tracker), expected)
+    finally:
+        tracker.close()
+    assert_every_alert_published_once(pipeline, expected)
+
+
+def test_sending_the_same_events_twice_changes_nothing_anywhere(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.jsonl"
+    write_history(history, offenders=120, seed=5)
+    pipeline.start_all()
+    assert pipeline.mappa("produce", str(history)).returncode == 0
+    wait_until(lambda: settled(pipeline), 180, "the pipeline to settle")
+    tracker = pipeline.tracker()
+    try:
+        stored, views = tracker.max_notification_id(), comparable_views(tracker)
+    finally:
+        tracker.close()
+    published = published_alerts(pipeline)
+
+    assert pipeline.mappa("produce", str(history)).returncode == 0
+    wait_until(lambda: settled(pipeline), 180, "the resent events to be consumed")
+    tracker = pipeline.tracker()
+    try:
+        assert tracker.max_notification_id() == stored
+        assert comparable_views(tracker) == views
+    finally:
+        tracker.close()
+    assert published_alerts(pipeline) == published
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_with_reasons_and_later_ones_are_processed(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    good = generate_history("WM", 2004, 2004, 3, seed=9, invalid_lines=False)
+    template = json.loads(good[0])
+    unknown_type = {**template, "eventId": str(uuid.uuid4()), "eventType": "custody.teleported"}
+    no_occurred_at = {k: v for k, v in template.items() if k != "occurredAt"}
+    no_occurred_at["eventId"] = str(uuid.uuid4())
+    bad = ['{"eventId": "truncated', json.dumps(unknown_type), json.dumps(no_occurred_at)]
+    history = tmp_path / "mixed.jsonl"
+    history.write_text("\n".join([*bad, *good]) + "\n")
+
+    pipeline.start_all()
+    assert pipeline.mappa("produce", str(history)).returncode == 0
+    wait_until(lambda: settled(pipeline), 120, "the pipeline to settle")
+
+    dead = consume_all(pipeline, topics(pipeline.settings).inbound_dead_letters)
+    reasons = {m.value.decode(): dict(m.headers)["mappa.error"].decode() for m in dead}
+    assert set(reasons) == set(bad), "each bad message, byte for byte, and nothing else"
+    assert reasons[bad[0]].startswith("not valid JSON")
+    assert reasons[bad[1]] == "eventType: unknown event type 'custody.teleported'"
+    assert reasons[bad[2]] == "occurredAt: field required"
+    tracker = pipeline.tracker()
+    try:
+        stored = tracker.records.known_events([json.loads(line)["eventId"] for line in good])
+        assert len(stored) == len({json.loads(line)["eventId"] for line in good})
+    finally:
+        tracker.close()
