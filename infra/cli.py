@@ -356,30 +356,37 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.runtime import Shutdown
+    from consumers.runtime import Shutdown, Stopped, with_retries
     from infra import bootstrap as processes
 
     if not settings.kafka_bootstrap:
         raise UsageError("mappa run needs the Kafka pipeline: set MAPPA_KAFKA_BOOTSTRAP")
+    if args.process == "project" and not args.name:
+        raise UsageError("mappa run project NAME: caseload, statistical-return or victim-alerts")
     shutdown = Shutdown().install()
-    tracker = bootstrap(settings)
+    builders: dict[str, Callable[[Tracker], Any]] = {
+        "ingest": processes.inbound_consumer,
+        "relay": processes.relay,
+        "publish-alerts": processes.alert_publisher,
+        "project": lambda tracker: processes.projector(tracker, args.name),
+    }
     try:
-        if args.process == "ingest":
-            processes.inbound_consumer(tracker).run(shutdown)
-        elif args.process == "relay":
-            processes.relay(tracker).run(shutdown)
-        elif args.process == "publish-alerts":
-            processes.alert_publisher(tracker).run(shutdown)
-        else:
-            if not args.name:
-                raise UsageError(f"mappa run project NAME: one of {', '.join(tracker.writers)}")
-            try:
-                tracker.writer(args.name)
-            except KeyError as error:
-                raise UsageError(error.args[0]) from None
-            processes.projector(tracker, args.name).run(shutdown)
-    finally:
-        tracker.close()
+        # The database or the broker may not be up yet (or restarting): wait for them.
+        tracker = with_retries(lambda: bootstrap(settings), shutdown, "open the store")
+        try:
+            if args.process == "project":
+                try:
+                    tracker.writer(args.name)
+                except KeyError as error:
+                    raise UsageError(error.args[0]) from None
+            process = with_retries(
+                lambda: builders[args.process](tracker), shutdown, "connect to Kafka"
+            )
+            process.run(shutdown)
+        finally:
+            tracker.close()
+    except Stopped:
+        pass
     return EXIT_OK
 
 
