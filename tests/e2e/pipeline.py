@@ -95,8 +95,14 @@ class Pipeline:
         process.wait(timeout=60)
 
     def stop_all(self) -> None:
+        """SIGTERM every process; each must finish its batch and exit cleanly (status 0)."""
+        failed = []
         for label in list(self.processes):
+            process = self.processes[label]
             self.kill(label, signal.SIGTERM)
+            if process.returncode != 0:
+                failed.append(f"{label} exited with {process.returncode}: {self.log(label)}")
+        assert not failed, "\n".join(failed)
 
     def assert_running(self) -> None:
         for label, process in self.processes.items():
