@@ -22,12 +22,16 @@ resent duplicates, invalid lines).
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 import pathlib
 import random
-from collections.abc import Callable
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -76,6 +80,65 @@ OPEN_PRISONS: list[str] = ["HMP Hewell Grange", "HMP Leyhill", "HMP North Sea Ca
 
 # A handful of victim liaison officers per area.
 VLO_COUNT: dict[str, int] = {"WM": 6, "DUR": 4, "GLO": 4}
+
+# The 42 MAPPA areas of England and Wales (the police force areas, London being the
+# Metropolitan and City forces together), with a rough population in thousands (mid-2000s)
+# that shares out a national history's offenders. Only the three seed areas have real BCU
+# names and reference data; the others get generic BCUs, and their returns no "ia" figure.
+NATIONAL_AREAS: dict[str, tuple[str, int]] = {
+    "AS": ("Avon and Somerset", 1_500),
+    "BED": ("Bedfordshire", 580),
+    "CAM": ("Cambridgeshire", 750),
+    "CHE": ("Cheshire", 1_000),
+    "CLE": ("Cleveland", 550),
+    "CUM": ("Cumbria", 490),
+    "DER": ("Derbyshire", 1_000),
+    "DC": ("Devon and Cornwall", 1_650),
+    "DOR": ("Dorset", 700),
+    "DUR": ("County Durham", 600),
+    "DP": ("Dyfed-Powys", 500),
+    "ESS": ("Essex", 1_700),
+    "GLO": ("Gloucestershire", 570),
+    "GM": ("Greater Manchester", 2_550),
+    "GWE": ("Gwent", 560),
+    "HAM": ("Hampshire", 1_800),
+    "HER": ("Hertfordshire", 1_050),
+    "HUM": ("Humberside", 900),
+    "KEN": ("Kent", 1_600),
+    "LAN": ("Lancashire", 1_450),
+    "LEI": ("Leicestershire", 950),
+    "LIN": ("Lincolnshire", 690),
+    "LON": ("London", 7_500),
+    "MER": ("Merseyside", 1_370),
+    "NOR": ("Norfolk", 820),
+    "NTH": ("Northamptonshire", 650),
+    "NUM": ("Northumbria", 1_400),
+    "NWA": ("North Wales", 670),
+    "NY": ("North Yorkshire", 760),
+    "NOT": ("Nottinghamshire", 1_040),
+    "SWA": ("South Wales", 1_250),
+    "SY": ("South Yorkshire", 1_290),
+    "STA": ("Staffordshire", 1_060),
+    "SUF": ("Suffolk", 680),
+    "SUR": ("Surrey", 1_080),
+    "SUS": ("Sussex", 1_520),
+    "TV": ("Thames Valley", 2_150),
+    "WAR": ("Warwickshire", 530),
+    "WM": ("West Mercia", 1_180),
+    "WMID": ("West Midlands", 2_600),
+    "WY": ("West Yorkshire", 2_100),
+    "WIL": ("Wiltshire", 630),
+}
+_GENERIC_BCUS = ["North", "Central", "South"]
+_NATIONAL_BCUS: dict[str, list[str]] = {
+    code: AREA_BCUS.get(code, _GENERIC_BCUS) for code in NATIONAL_AREAS
+}
+
+
+def national_areas() -> list[str]:
+    """The codes of the 42 MAPPA areas of England and Wales (WM, DUR and GLO among them)."""
+    return list(NATIONAL_AREAS)
+
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -276,9 +339,13 @@ class _Event:
 class _World:
     """What all the lives share: the window, the home area, the other areas."""
 
-    def __init__(self, area: str, first_year: int, last_year: int) -> None:
+    def __init__(self, area: str, first_year: int, last_year: int, national: bool = False) -> None:
         self.home = area
-        self.others = [a for a in AREA_BCUS if a != area]
+        # The areas people arrive from and move to: the three seed areas by default (so their
+        # histories stay what they always were), all 42 at national scale.
+        self.areas = list(_NATIONAL_BCUS) if national else list(AREA_BCUS)
+        self.bcus = _NATIONAL_BCUS
+        self.others = [a for a in self.areas if a != area]
         self.start = date(first_year, 4, 1).toordinal()
         self.end = date(last_year + 1, 4, 1).toordinal()
         self.end_t = self.end * DAY
@@ -349,7 +416,7 @@ class _Life:
         self.origin = rng.choice(world.others) if profile.arrives and world.others else world.home
         self.ref = f"{self.origin}-{number:06d}"
         self.area = self.origin  # responsible area at the drawing cursor
-        self.bcu = rng.choice(AREA_BCUS[self.origin])
+        self.bcu = rng.choice(world.bcus[self.origin])
         self.prison = ""
         self.level = 0
         self.registered = False
@@ -557,8 +624,8 @@ def _destination(life: _Life) -> Info:
     from another area move here), usually the BCU they were registered in."""
     rng = life.rng
     if life.area != life.world.home:
-        return {"toArea": life.world.home, "toBcu": rng.choice(AREA_BCUS[life.world.home])}
-    return {"toBcu": rng.choice(AREA_BCUS[life.area]) if rng.random() < 0.2 else life.bcu}
+        return {"toArea": life.world.home, "toBcu": rng.choice(life.world.bcus[life.world.home])}
+    return {"toBcu": rng.choice(life.world.bcus[life.area]) if rng.random() < 0.2 else life.bcu}
 
 
 def _receive(life: _Life, day: int, reason: str, window: tuple[int, int] = EVENING) -> None:
@@ -907,7 +974,7 @@ def _ro_breach(life: _Life, day: int, until: int, on_licence: bool) -> int | Non
 
 
 def _bcu_move(life: _Life, day: int, until: int, on_licence: bool) -> int | None:
-    choices = [b for b in AREA_BCUS[life.area] if b != life.bcu]
+    choices = [b for b in life.world.bcus[life.area] if b != life.bcu]
     if choices:
         life.bcu = life.rng.choice(choices)
         info = {"toArea": life.area, "toBcu": life.bcu}
@@ -916,9 +983,9 @@ def _bcu_move(life: _Life, day: int, until: int, on_licence: bool) -> int | None
 
 
 def _area_move(life: _Life, day: int, until: int, on_licence: bool) -> int | None:
-    choices = [a for a in AREA_BCUS if a != life.area]
+    choices = [a for a in life.world.areas if a != life.area]
     life.area = life.rng.choice(choices)
-    life.bcu = life.rng.choice(AREA_BCUS[life.area])
+    life.bcu = life.rng.choice(life.world.bcus[life.area])
     life.emit(day, OFFICE, "mappa.area-transferred", {"toArea": life.area, "toBcu": life.bcu})
     return day
 
@@ -1161,7 +1228,7 @@ def _managed_in_community(life: _Life) -> None:
 
 def _area_move_home(life: _Life, day: int) -> None:
     life.area = life.world.home
-    life.bcu = life.rng.choice(AREA_BCUS[life.area])
+    life.bcu = life.rng.choice(life.world.bcus[life.area])
     life.emit(day, OFFICE, "mappa.area-transferred", {"toArea": life.area, "toBcu": life.bcu})
 
 
@@ -1405,47 +1472,66 @@ def generate_history(
     offenders: int,
     seed: int,
     invalid_lines: bool = True,
+    national: bool = False,
 ) -> list[str]:
     """Lines of an interchange .jsonl file (no trailing newlines), in the order an agency feed
     would deliver them.
 
-    ``area`` is the home area (a key of :data:`AREA_BCUS`); the run covers the reporting years
-    ``first_year`` to ``last_year`` (1 April ``first_year`` to 31 March ``last_year + 1``).
-    ``offenders`` people are followed, about 30% of them already known at the start, the rest
-    entering evenly over the run. With ``invalid_lines`` about 0.1% extra lines that do not
-    conform are inserted (at least three in a file of 100 or more offenders); the valid lines
-    are the same either way. The same arguments always give the same lines.
+    ``area`` is the home area (a key of :data:`AREA_BCUS`, or with ``national`` any of
+    :func:`national_areas`); the run covers the reporting years ``first_year`` to
+    ``last_year`` (1 April ``first_year`` to 31 March ``last_year + 1``). ``offenders`` people
+    are followed, about 30% of them already known at the start, the rest entering evenly over
+    the run. With ``invalid_lines`` about 0.1% extra lines that do not conform are inserted
+    (at least three in a file of 100 or more offenders); the valid lines are the same either
+    way. The same arguments always give the same lines. An area outside the three seed areas
+    implies ``national``: people then arrive from and move to any of the 42 areas.
     """
-    if area not in AREA_BCUS:
-        raise ValueError(f"unknown area {area!r}: expected one of {', '.join(AREA_BCUS)}")
+    national = national or area not in AREA_BCUS
+    _check(area, first_year, last_year, offenders, national)
+    world = _World(area, first_year, last_year, national)
+    with _no_cyclic_gc():
+        return [line for _, _, line in _generate(world, offenders, seed, invalid_lines)]
+
+
+def _check(area: str, first_year: int, last_year: int, offenders: int, national: bool) -> None:
+    known = NATIONAL_AREAS if national else AREA_BCUS
+    if area not in known:
+        raise ValueError(f"unknown area {area!r}: expected one of {', '.join(known)}")
     if first_year > last_year:
         raise ValueError(f"first year {first_year} is after last year {last_year}")
     if offenders < 0:
         raise ValueError("offenders must not be negative")
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
     # Millions of small objects that all live until the end: the cyclic garbage collector
     # would walk them again and again for nothing (none of them form cycles that matter).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _generate(_World(area, first_year, last_year), offenders, seed, invalid_lines)
+        yield
     finally:
         if collecting:
             gc.enable()
 
 
-def _generate(world: _World, offenders: int, seed: int, invalid_lines: bool) -> list[str]:
+def _generate(
+    world: _World, offenders: int, seed: int, invalid_lines: bool, first_number: int = 1
+) -> list[tuple[int, int, str]]:
+    """(received, tiebreak, line) of every line, sorted: the order of delivery."""
     master = _Rng(seed)
     profiles = [_Profile(world, master) for _ in range(offenders)]
     # References are numbered in order of entry, as a register would number them.
     order = sorted(range(offenders), key=lambda i: (profiles[i].day, i))
     delivery = _Delivery(world, seed, invalid_lines)
-    for number, index in enumerate(order, start=1):
+    for number, index in enumerate(order, start=first_number):
         life = _Life(world, profiles[index], number)
         _draw_life(life)
         delivery.deliver(life)
     delivery.top_up(offenders)
     delivery.out.sort()
-    return [line for _, _, line in delivery.out]
+    return delivery.out
 
 
 def write_history(
@@ -1465,3 +1551,85 @@ def write_history(
             handle.write("\n".join(lines[start : start + 10_000]))
             handle.write("\n")
     return len(lines)
+
+
+# --- national scale -----------------------------------------------------------------------
+
+
+def national_shares(offenders: int) -> dict[str, int]:
+    """How many of ``offenders`` each of the 42 areas follows: in proportion to population
+    (largest remainders, so the shares add up exactly and are the same on every run)."""
+    total = sum(population for _, population in NATIONAL_AREAS.values())
+    exact = {code: offenders * pop / total for code, (_, pop) in NATIONAL_AREAS.items()}
+    shares = {code: int(value) for code, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda code: (shares[code] - exact[code], code))
+    for code in by_remainder[: offenders - sum(shares.values())]:
+        shares[code] += 1
+    return shares
+
+
+def generate_national_history(
+    first_year: int, last_year: int, offenders: int, seed: int, invalid_lines: bool = True
+) -> Iterator[str]:
+    """The lines of a national history (all 42 areas), in delivery order, one at a time.
+
+    ``offenders`` are shared out over the areas by population; each area's history is drawn
+    as :func:`generate_history` draws one (with its own seed derived from ``seed``), and the
+    areas' feeds are merged by the moment each line is received. References are numbered
+    nationally (``LON-000001`` and ``WM-000001`` are never both used), so that an offender who
+    arrives from another area never shares a reference with that area's own offenders. Memory
+    stays bounded by the largest area: each area is drawn, spilled to a temporary file and
+    then merged from the files.
+    """
+    for area in NATIONAL_AREAS:
+        _check(area, first_year, last_year, offenders, national=True)
+    with tempfile.TemporaryDirectory(prefix="mappa-national-") as scratch:
+        spills: list[pathlib.Path] = []
+        number = 1
+        for index, (area, count) in enumerate(national_shares(offenders).items()):
+            world = _World(area, first_year, last_year, national=True)
+            area_seed = zlib.crc32(f"{seed}/{area}".encode())
+            with _no_cyclic_gc():
+                delivered = _generate(world, count, area_seed, invalid_lines, number)
+            number += count
+            spill = pathlib.Path(scratch) / f"{index:02d}-{area}.tsv"
+            with spill.open("w", encoding="utf-8", newline="\n") as handle:
+                handle.writelines(f"{received}\t{line}\n" for received, _, line in delivered)
+            del delivered
+            spills.append(spill)
+        handles = [spill.open(encoding="utf-8", newline="\n") for spill in spills]
+        try:
+            # heapq.merge is stable: lines received at the same minute keep the areas' order.
+            merged = heapq.merge(*(_spilled(handle) for handle in handles), key=itemgetter(0))
+            for _, line in merged:
+                yield line
+        finally:
+            for handle in handles:
+                handle.close()
+
+
+def _spilled(handle: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for row in handle:
+        received, line = row.rstrip("\n").split("\t", 1)
+        yield int(received), line
+
+
+def write_national_history(
+    path: pathlib.Path,
+    first_year: int,
+    last_year: int,
+    offenders: int,
+    seed: int,
+    invalid_lines: bool = True,
+) -> int:
+    """Write :func:`generate_national_history`'s lines to ``path`` (UTF-8, one per line), as
+    they are produced; returns how many lines were written."""
+    count = 0
+    with pathlib.Path(path).open("w", encoding="utf-8", newline="\n") as handle:
+        for line in generate_national_history(
+            first_year, last_year, offenders, seed, invalid_lines
+        ):
+            handle.write(line)
+            handle.write("\n")
+            count += 1
+    return count
