@@ -27,6 +27,7 @@ from infra.settings import Settings
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from projections.base import Delivery, ProjectionWriter
 from projections.caseload.projection import CaseloadProjection
+from projections.data_quality.projection import DataQualityProjection
 from projections.ports import ViewDatabase
 from projections.statistical_return.areas import AreaCatalogue, load_areas
 from projections.statistical_return.projection import StatisticalReturnProjection
@@ -144,6 +145,7 @@ def projection_writers(views: ViewDatabase, areas: AreaCatalogue) -> dict[str, P
         CaseloadProjection(),
         StatisticalReturnProjection(),
         VictimAlertsProjection(areas.lead_time_for),
+        DataQualityProjection(),
     ):
         writer = ProjectionWriter(views, projection)
         writer.create_tables()

@@ -51,6 +51,9 @@ class OffenderHistory:
     changed: bool = False
     # How many documents the history had before this batch: the rest arrived in it.
     known_before: int = 0
+    # The events applied in this batch, in stream order: facts and the tracker's own findings
+    # (data-quality queries) alike. Not stored: only ``documents`` are kept between batches.
+    new_events: list[ev.OffenderEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def _fold(histories: dict[UUID, OffenderHistory], event: ev.OffenderEvent) -> in
         return 0
     history.version = event.originator_version
     history.changed = True
+    history.new_events.append(event)
     if isinstance(event, ev.InterchangeEvent):
         history.documents.append(event.to_document(with_recorded_at=True))
         if not history.mappa_ref:

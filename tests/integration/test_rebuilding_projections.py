@@ -15,7 +15,10 @@ from projections.statistical_return.projection import statistical_return
 from tests.conftest import TrackerFactory, _create_schema, _drop_schema, database_url_for_tests
 
 VIEW_QUERIES = {
-    "caseload": ["SELECT * FROM caseload_offenders ORDER BY offender_id"],
+    "caseload": [
+        "SELECT * FROM caseload_offenders ORDER BY offender_id",
+        "SELECT * FROM caseload_orders ORDER BY offender_id, event_id",
+    ],
     "statistical-return": ["SELECT * FROM return_offender_areas ORDER BY area, offender_id"],
     "victim-alerts": [
         # raised_at is when the alert was first raised: a record, not derived from the events.
@@ -23,6 +26,7 @@ VIEW_QUERIES = {
         "event_type, occurred_at, recorded_at, late_by_seconds, message, details, "
         "corrects_alert_id FROM victim_alerts ORDER BY alert_id"
     ],
+    "data-quality": ["SELECT * FROM data_quality_queries ORDER BY query_id"],
 }
 
 
