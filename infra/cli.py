@@ -144,15 +144,71 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _caseload(args: argparse.Namespace, settings: Settings) -> int:
+    """``mappa caseload``: now (the stored rows), or with ``--on`` as it stood on that date."""
+    from projections.caseload.formats import format_csv, format_table
     from projections.caseload.projection import caseload
+    from projections.caseload.rules import LONDON
 
-    on = _date(args.on) if args.on else datetime.now(UTC).date()
+    if args.within < 0:
+        raise UsageError("caseload: --within is a number of days, 0 or more")
+    on = _date(args.on) if args.on else datetime.now(LONDON).date()
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
-        summary = caseload(tx, args.area, on, args.within)
+        summary = caseload(
+            tx, args.area, on, args.within, bcu=args.bcu, as_it_stood=args.on is not None,
+            lead_times=tracker.areas.lead_time_for,
+        )  # fmt: skip
     if args.format == "json":
         print(json.dumps(summary.to_json(), indent=2))
+    elif args.format == "csv":
+        print(format_csv(summary), end="")
     else:
-        print(_caseload_table(summary))
+        print(format_table(summary))
+    return EXIT_OK
+
+
+def _queries(args: argparse.Namespace, settings: Settings) -> int:
+    """``mappa queries``: an area's data-quality queries, or close one with a note."""
+    from projections.data_quality.projection import QueryNotFound, close_query, queries_for
+
+    if args.action == "close":
+        if not args.query_id or not args.by or not args.note:
+            raise UsageError("usage: mappa queries close QUERY_ID --by NAME --note TEXT")
+        with _reading(settings) as tracker, tracker.views.transaction() as tx:
+            try:
+                outcome = close_query(tx, args.query_id, args.by, args.note, datetime.now(UTC))
+            except QueryNotFound:
+                print(f"mappa: no data-quality query {args.query_id}", file=sys.stderr)
+                return EXIT_REJECTED
+        print(
+            {
+                "closed": f"query {args.query_id} closed",
+                "cleared": f"query {args.query_id} had cleared itself: nothing to close",
+                "already closed": f"query {args.query_id} was already closed",
+            }[outcome]
+        )
+        return EXIT_OK
+    if not args.area:
+        raise UsageError("queries: say which area's: --area CODE")
+    now = datetime.now(UTC)
+    with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        queries = queries_for(tx, args.area, include_ended=args.all)
+    if args.format == "json":
+        print(json.dumps([q.to_json(now) for q in queries], indent=2))
+        return EXIT_OK
+    state = "" if args.all else "open "
+    print(f"{len(queries)} {state}data-quality quer{'y' if len(queries) == 1 else 'ies'} "
+          f"in {args.area}, oldest first")  # fmt: skip
+    for query in queries:
+        ended = ""
+        if query.cleared_at:
+            ended = f"  [cleared {query.cleared_at} by event {query.cleared_by_event_id}]"
+        elif query.closed_at:
+            ended = f"  [closed {query.closed_at} by {query.closed_by}: {query.note}]"
+        print(f"\n- {query.query_id}  {query.kind}  {query.mappa_ref}  "
+              f"{query.age_days(now)} days old{ended}")  # fmt: skip
+        print(f"    {query.reason}")
+        print(f"    raised by {query.about_event_type} {query.about_event_id}, occurred "
+              f"{query.about_occurred_at}; raised {query.raised_at}")  # fmt: skip
     return EXIT_OK
 
 
@@ -484,31 +540,6 @@ def _bar(total: int, desc: str, unit: str, enabled: bool, initial: int = 0) -> A
     )  # fmt: skip
 
 
-def _caseload_table(summary: Any) -> str:
-    lines = [f"Caseload of {summary.area} on {summary.on}: {summary.managed} offenders managed", ""]
-    header = (
-        f"{'BCU':<28}{'cat1':>6}{'cat2':>6}{'cat3':>6}{'L1':>6}{'L2':>6}{'L3':>6}"
-        f"{'custody':>9}{'community':>11}{'licence':>9}"
-    )
-    lines.append(header)
-    lines.append("-" * len(header))
-    for bcu, counts in summary.by_bcu.items():
-        c, lv, cu, li = counts["category"], counts["level"], counts["custody"], counts["licence"]
-        lines.append(
-            f"{bcu[:27]:<28}{c['cat1']:>6}{c['cat2']:>6}{c['cat3']:>6}{lv['level1']:>6}"
-            f"{lv['level2']:>6}{lv['level3']:>6}{cu['in_custody']:>9}{cu['in_community']:>11}"
-            f"{li['on_licence']:>9}"
-        )
-    lines.append("")
-    lines.append(f"Due for release in the next 90 days: {len(summary.due_for_release)}")
-    for due in summary.due_for_release:
-        lines.append(
-            f"  {due.expected_release_date}  {due.mappa_ref:<12} level {due.level or '-'}  "
-            f"category {due.category or '-'}  {due.bcu or 'BCU unknown'}  ({due.release_type})"
-        )
-    return "\n".join(lines)
-
-
 def _years(text: str) -> tuple[int, int]:
     try:
         first, _, last = text.partition("-")
@@ -567,11 +598,32 @@ def _parser() -> argparse.ArgumentParser:
     reb.add_argument("name", help="caseload, statistical-return, victim-alerts or all")
     reb.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    case = command("caseload", _caseload, "the live caseload of an area")
+    case = command(
+        "caseload", _caseload, "the caseload of an area, now or as it stood on a past date"
+    )
     case.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
-    case.add_argument("--on", help="date for 'due for release' (default today), YYYY-MM-DD")
-    case.add_argument("--within", type=int, default=90, help="days ahead for due releases")
-    case.add_argument("--format", choices=("table", "json"), default="table")
+    case.add_argument("--bcu", help="one basic command unit of the area ('unknown': none known)")
+    case.add_argument(
+        "--on",
+        help="YYYY-MM-DD: the caseload as it stood at the end of that day (Europe/London), "
+        "folded from the histories; default: now, from the live view",
+    )
+    case.add_argument(
+        "--within", type=int, default=90,
+        help="days: due for release in the next N days, recalled in the last N (default 90)",
+    )  # fmt: skip
+    case.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    queries = command(
+        "queries", _queries, "data-quality queries of an area (inconsistent facts accepted)"
+    )
+    queries.add_argument("action", nargs="?", choices=("list", "close"), default="list")
+    queries.add_argument("query_id", nargs="?", help="with 'close': the query to close")
+    queries.add_argument("--area", help="MAPPA area code, e.g. WM: the queries of its offenders")
+    queries.add_argument("--all", action="store_true", help="cleared and closed queries too")
+    queries.add_argument("--by", help="with 'close': who closes it")
+    queries.add_argument("--note", help="with 'close': why (kept on record)")
+    queries.add_argument("--format", choices=("table", "json"), default="table")
 
     ret = command("return", _return, "the 31 March statistical return of an area and year")
     ret.add_argument("--area", help="MAPPA area code, e.g. WM (required unless --national)")
