@@ -9,6 +9,7 @@ on an event store that locks its table per insert.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -71,9 +72,13 @@ class IngestService:
     """Decides and stores batches of reported facts."""
 
     MAX_ATTEMPTS = 5
+    CACHE_SIZE = 20_000
 
     def __init__(self, records: OffenderRecords) -> None:
         self.records = records
+        # Offenders as last saved by this service. Another writer may have moved one on
+        # since: then the save is refused and the batch decided again from the store.
+        self._cache: OrderedDict[UUID, Offender] = OrderedDict()
 
     def ingest(
         self,
@@ -89,15 +94,21 @@ class IngestService:
         sends rejections to the dead-letter topic then, so none is lost to a crash).
         """
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
-            results, offenders, index_rows = self._decide(batch)
-            if before_commit is not None:
-                before_commit(results)
             try:
+                results, offenders, index_rows = self._decide(batch)
+                if before_commit is not None:
+                    before_commit(results)
                 if offenders or tracking is not None:
                     self.records.save_batch(offenders, index_rows, tracking)
             except IntegrityError:
                 log.warning("concurrent write, deciding again", attempt=attempt)
+                self._cache.clear()
                 continue
+            except BaseException:
+                # Cached offenders may hold decisions that were never stored.
+                self._cache.clear()
+                raise
+            self._remember(offenders)
             return results
         raise RuntimeError(f"batch still conflicting after {self.MAX_ATTEMPTS} attempts")
 
@@ -111,14 +122,14 @@ class IngestService:
             if "retracted_event_id" in fact.fields
         }
         known = self.records.known_events(wanted)
-        offenders: dict[UUID, Offender] = {}
+        offenders = self._load_all({fact.offender_id for _, fact in batch})
         index_rows: list[IndexRow] = []
         results: list[Result] = []
         for item, fact in batch:
             if fact.event_id in known:
                 results.append(Result(item, Verdict.DUPLICATE, fact.event_id))
                 continue
-            offender = offenders.get(fact.offender_id) or self._load(fact)
+            offender = offenders.get(fact.offender_id) or Offender(mappa_ref=fact.mappa_ref)
             target = known.get(str(fact.fields.get("retracted_event_id")))
             try:
                 decision = offender.record(fact, target)
@@ -136,10 +147,27 @@ class IngestService:
             results.append(Result(item, Verdict.ACCEPTED, fact.event_id, queries=queries))
         return results, [o for o in offenders.values() if o.pending_events], index_rows
 
-    def _load(self, fact: ReportedFact) -> Offender:
-        from eventsourcing.application import AggregateNotFoundError
+    def _load_all(self, offender_ids: set[UUID]) -> dict[UUID, Offender]:
+        """The offenders of a batch: from the cache, the rest from the store in one query.
 
-        try:
-            return self.records.offender(fact.offender_id)
-        except AggregateNotFoundError:
-            return Offender(mappa_ref=fact.mappa_ref)
+        Cached offenders are used as they are (events are immutable); a batch that fails
+        empties the cache, since its offenders may hold decisions that were never stored.
+        """
+        found: dict[UUID, Offender] = {}
+        missing: list[UUID] = []
+        for offender_id in offender_ids:
+            cached = self._cache.get(offender_id)
+            if cached is None:
+                missing.append(offender_id)
+            else:
+                found[offender_id] = cached
+        if missing:
+            found.update(self.records.offenders(missing))
+        return found
+
+    def _remember(self, offenders: Sequence[Offender]) -> None:
+        for offender in offenders:
+            self._cache[offender.id] = offender
+            self._cache.move_to_end(offender.id)
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)

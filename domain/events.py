@@ -13,6 +13,7 @@ and renames of this module. When a class's fields change, bump ``class_version``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
@@ -60,12 +61,7 @@ class InterchangeEvent(OffenderEvent):
     @classmethod
     def info_fields(cls) -> dict[str, str]:
         """Field name -> ``additionalInformation`` key, for this type's own facts."""
-        base = {f.name for f in dataclasses.fields(InterchangeEvent)}
-        return {
-            f.name: cls.INFO_KEYS.get(f.name, _camel(f.name))
-            for f in dataclasses.fields(cls)
-            if f.name not in base
-        }
+        return _info_fields(cls)
 
     def to_document(self, *, with_recorded_at: bool = False) -> dict[str, Any]:
         """The interchange document of this event (what the agency sent, normalised); with
@@ -117,6 +113,16 @@ class InterchangeEvent(OffenderEvent):
             for name, key in self.info_fields().items()
             if getattr(self, name) is not None
         }
+
+
+@functools.cache
+def _info_fields(cls: type[InterchangeEvent]) -> dict[str, str]:
+    base = {f.name for f in dataclasses.fields(InterchangeEvent)}
+    return {
+        f.name: cls.INFO_KEYS.get(f.name, _camel(f.name))
+        for f in dataclasses.fields(cls)
+        if f.name not in base
+    }
 
 
 def _camel(name: str) -> str:

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from eventsourcing.domain import Aggregate
 
 from domain import events as ev
 from domain.errors import RetractionOfAnotherOffendersEvent, RetractionOfRetraction, WrongOffender
-from domain.timeline import OffenderState, Query, fold, placement_key
+from domain.timeline import OffenderState, Query, advance, fold, placement_key, query_for
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,11 @@ class ReportedFact:
     def event_id(self) -> str:
         return str(self.fields["event_id"])
 
-    @property
+    @cached_property
     def mappa_ref(self) -> str:
         return mappa_ref_of(self.fields["identifiers"])
 
-    @property
+    @cached_property
     def offender_id(self) -> UUID:
         return ev.offender_id_for(self.mappa_ref)
 
@@ -123,6 +124,7 @@ class Offender(Aggregate):
         self.retracted: dict[str, str] = {}  # retracted event id -> retraction's event id
         self.open_queries: dict[str, Query] = {}
         self.state = OffenderState()
+        self._last_key: tuple[datetime, str] | None = None
 
     # --- deciding ---------------------------------------------------------------------
 
@@ -148,6 +150,11 @@ class Offender(Aggregate):
 
     def queries_with(self, fact: ReportedFact) -> dict[str, Query]:
         """The queries the history would raise with ``fact`` added (nothing is changed)."""
+        if self._in_order(fact.fields["occurred_at"], fact.event_id, fact.event_class):
+            # Placed after everything known, it cannot change what came before: the only
+            # query it can add is about itself, in the state as it stands.
+            query = query_for(self.state, _detached(fact))
+            return {**self.open_queries, **({query.query_id: query} if query else {})}
         facts = list(self.facts)
         retracted = dict(self.retracted)
         known = set(self.seen_event_ids) | {fact.event_id}
@@ -171,13 +178,28 @@ class Offender(Aggregate):
             self._add_fact(event)
 
     def _add_fact(self, event: ev.InterchangeEvent) -> None:
+        in_order = self._in_order(event.occurred_at, event.event_id, type(event))
         self.seen_event_ids.add(event.event_id)
         if isinstance(event, ev.RecordRetracted):
             self.retraction_ids.add(event.event_id)
             self.retracted[event.retracted_event_id] = event.event_id
         else:
             self.facts.append(event)
-        self.state = fold(self.facts, self.retracted, self.seen_event_ids)[0]
+        if in_order:
+            advance(self.state, event)  # the common case: no need to fold it all again
+            self._last_key = placement_key(event)
+        else:
+            self.state = fold(self.facts, self.retracted, self.seen_event_ids)[0]
+            self._last_key = max((placement_key(f) for f in self.facts), default=None)
+
+    def _in_order(
+        self, occurred_at: datetime, event_id: str, event_class: type[ev.InterchangeEvent]
+    ) -> bool:
+        """Whether a fact would be placed after every fact known (and changes nothing else:
+        it is not a retraction, nor an event already retracted)."""
+        if event_class is ev.RecordRetracted or event_id in self.retracted:
+            return False
+        return self._last_key is None or (occurred_at, event_id) > self._last_key
 
     @property
     def history(self) -> list[ev.InterchangeEvent]:

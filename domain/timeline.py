@@ -54,6 +54,8 @@ class OffenderState:
     open_applications: dict[str, str] = field(default_factory=dict)
     open_charges: dict[str, str] = field(default_factory=dict)
     victims: dict[str, Victim] = field(default_factory=dict)
+    # Every charge id received so far (a disposal of any other is queried).
+    charged: set[str] = field(default_factory=set)
 
 
 def placement_key(event: ev.InterchangeEvent) -> tuple[datetime, str]:
@@ -72,16 +74,12 @@ def fold(
     """
     state = OffenderState()
     queries: dict[str, Query] = {}
-    charged: set[str] = set()
     for fact in sorted(facts, key=placement_key):
         if fact.event_id in retracted:
             continue
-        if state.area is None:
-            state.area = fact.area
-        query = _query_for(state, charged, fact)
+        query = advance(state, fact)
         if query is not None:
             queries[query.query_id] = query
-        _apply(state, charged, fact)
     for target in sorted(retracted.keys() - known_ids):
         query = Query(
             query_id=f"{retracted[target]}:retraction-of-unknown-event",
@@ -93,13 +91,22 @@ def fold(
     return state, queries
 
 
-def _query_for(state: OffenderState, charged: set[str], fact: ev.InterchangeEvent) -> Query | None:
+def advance(state: OffenderState, fact: ev.InterchangeEvent) -> Query | None:
+    """Apply one fact placed after every fact applied so far; return the query it raises."""
+    if state.area is None:
+        state.area = fact.area
+    query = query_for(state, fact)
+    _apply(state, fact)
+    return query
+
+
+def query_for(state: OffenderState, fact: ev.InterchangeEvent) -> Query | None:
     kind, reason = "", ""
     if isinstance(fact, ev.CustodyReleased) and not state.in_custody:
         kind, reason = "release-without-custody", "released, but not known to be in custody"
     elif isinstance(fact, ev.LicenceRecalled) and not state.on_licence:
         kind, reason = "recall-without-licence", "recalled, but not known to be on licence"
-    elif isinstance(fact, ev.OffenceDisposed) and fact.charge_id not in charged:
+    elif isinstance(fact, ev.OffenceDisposed) and fact.charge_id not in state.charged:
         kind = "disposal-without-charge"
         reason = f"charge {fact.charge_id} disposed of, but no such charge has been received"
     if not kind:
@@ -107,7 +114,7 @@ def _query_for(state: OffenderState, charged: set[str], fact: ev.InterchangeEven
     return Query(f"{fact.event_id}:{kind}", fact.event_id, kind, reason)
 
 
-def _apply(state: OffenderState, charged: set[str], fact: ev.InterchangeEvent) -> None:
+def _apply(state: OffenderState, fact: ev.InterchangeEvent) -> None:
     match fact:
         case ev.CategoryAssigned():
             state.category, state.managed = fact.category, True
@@ -155,7 +162,7 @@ def _apply(state: OffenderState, charged: set[str], fact: ev.InterchangeEvent) -
         case ev.LicenceEnded():
             state.on_licence = False
         case ev.OffenceCharged():
-            charged.add(fact.charge_id)
+            state.charged.add(fact.charge_id)
             state.open_charges[fact.charge_id] = fact.offence
         case ev.OffenceDisposed():
             state.open_charges.pop(fact.charge_id, None)
