@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: str = "info"
     batch_size: int = Field(default=1000, ge=1)
+    # Encryption at rest of the event store's event state (AES-GCM, base64 of 16, 24 or 32
+    # bytes); a secret, so it never shows in a repr or a log line.
+    cipher_key: SecretStr | None = None
+    # The HTTP service (mappa serve): where it listens, and the limits on its input.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    http_max_body_bytes: int = Field(default=1_048_576, ge=1)
+    http_max_batch: int = Field(default=1000, ge=1)
+    http_rate_per_minute: int = Field(default=600, ge=1)
 
     @property
     def uses_postgres(self) -> bool:
@@ -40,6 +49,17 @@ class Settings(BaseSettings):
 
     def eventsourcing_environment(self) -> dict[str, str]:
         """The ``eventsourcing`` library's settings for the configured store."""
+        return {**self._store_environment(), **self._cipher_environment()}
+
+    def _cipher_environment(self) -> dict[str, str]:
+        if not self.cipher_key:
+            return {}
+        return {
+            "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+            "CIPHER_KEY": self.cipher_key.get_secret_value(),
+        }
+
+    def _store_environment(self) -> dict[str, str]:
         if not self.database_url:
             return {
                 "PERSISTENCE_MODULE": "infra.eventstore:IndexedSQLiteFactory",
