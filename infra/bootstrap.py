@@ -21,6 +21,7 @@ from consumers.projector import KafkaProjector
 from consumers.relay import Relay
 from domain.events import OffenderEvent
 from infra import kafka
+from infra.encryption import open_offender_records
 from infra.eventstore import OffenderRecords
 from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
@@ -109,7 +110,8 @@ def bootstrap(settings: Settings | None = None) -> Tracker:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         views = SQLiteViewDatabase(settings.data_dir / "views.sqlite")
     with _schema_lock(settings):
-        records = OffenderRecords(env=settings.eventsourcing_environment())
+        # Refuses to open a store that the configured key (or its absence) cannot read.
+        records = open_offender_records(settings)
         writers = projection_writers(views, areas)
     return Tracker(settings, records, views, areas, writers)
 

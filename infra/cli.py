@@ -21,6 +21,7 @@ from consumers.ingest import Result, Summary, Verdict
 from consumers.interchange import InvalidDocument, json_schema, parse_document
 from domain.offender import ReportedFact
 from infra.bootstrap import Tracker, bootstrap
+from infra.encryption import StoreKeyError
 from infra.logs import configure_logging
 from infra.settings import Settings
 
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, settings)
     except UsageError as error:
+        print(f"mappa: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreKeyError as error:
+        # A wrong or missing MAPPA_CIPHER_KEY: refuse with the reason, not a traceback.
         print(f"mappa: {error}", file=sys.stderr)
         return EXIT_USAGE
 
