@@ -518,6 +518,91 @@ def _lags(settings: Settings, projections: list[str]) -> dict[str, Any]:
     return report
 
 
+# --- the HTTP service and its access control ------------------------------------------
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.http.server import serve
+
+    port = settings.http_port if args.port is None else args.port
+    serve(settings, args.host or settings.http_host, port)
+    return EXIT_OK
+
+
+def _operator() -> Any:
+    """The person at the command line, as the audit trail names them."""
+    import getpass
+
+    from infra.http.audit import Actor
+
+    user = getpass.getuser()
+    return Actor(f"cli:{user}", user, "operator")
+
+
+def _tokens(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.http.access import InvalidScope, Role
+    from infra.http.services import Limits, Services
+
+    tracker = bootstrap(settings)
+    try:
+        services = Services(tracker, Limits())
+        services.create_tables()
+        if args.action == "issue":
+            if not args.role or not args.name:
+                raise UsageError("usage: mappa tokens issue --role ROLE --scope SCOPE --name NAME")
+            try:
+                issued = services.issue_token(_operator(), Role(args.role), args.scope, args.name)
+            except InvalidScope as error:
+                raise UsageError(f"tokens issue: {error}") from None
+            record = issued.record
+            print(
+                f"issued {record.token_id} ({record.role} {record.scope}) to {record.name}; "
+                "the token is printed once, below: keep it secret",
+                file=sys.stderr,
+            )
+            print(issued.secret)
+        elif args.action == "revoke":
+            if not args.token_id:
+                raise UsageError("usage: mappa tokens revoke TOKEN_ID")
+            revoked = services.revoke_token(_operator(), args.token_id)
+            if revoked is None:
+                print(f"mappa: no token {args.token_id}", file=sys.stderr)
+                return EXIT_REJECTED
+            print(f"token {revoked.token_id} revoked at {revoked.revoked_at}")
+        else:
+            records = services.list_tokens(_operator())
+            if args.format == "json":
+                print(json.dumps([r.to_json() for r in records], indent=2))
+            else:
+                print(f"{'id':<18}{'role':<9}{'scope':<22}{'issued':<27}{'revoked':<27}name")
+                for r in records:
+                    print(f"{r.token_id:<18}{r.role:<9}{r.scope[:21]:<22}{r.issued_at:<27}"
+                          f"{r.revoked_at or '-':<27}{r.name}")  # fmt: skip
+    finally:
+        tracker.close()
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.http.services import Limits, Services
+
+    tracker = bootstrap(settings)
+    try:
+        services = Services(tracker, Limits())
+        services.create_tables()
+        entries = services.audit_entries(_operator(), args.after, args.limit)
+    finally:
+        tracker.close()
+    if args.format == "json":
+        print(json.dumps([e.to_json() for e in entries], indent=2))
+        return EXIT_OK
+    for e in entries:
+        detail = f"  {json.dumps(e.detail, sort_keys=True)}" if e.detail else ""
+        print(f"{e.sequence:>6}  {e.at}  {e.actor_name} ({e.actor}, {e.role})  {e.action}  "
+              f"{e.target}  {e.outcome}{detail}")  # fmt: skip
+    return EXIT_OK
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -690,6 +775,26 @@ def _parser() -> argparse.ArgumentParser:
 
     produce = command("produce", _produce, "send an interchange file to the inbound topic")
     produce.add_argument("file", help="one interchange document per line")
+
+    serve = command("serve", _serve, "serve the JSON API and the pages over HTTP")
+    serve.add_argument("--host", help="address to listen on (default $MAPPA_HTTP_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default $MAPPA_HTTP_PORT, 8000)")
+
+    tokens = command("tokens", _tokens, "issue, revoke and list the HTTP service's tokens")
+    tokens.add_argument("action", nargs="?", choices=("issue", "revoke", "list"), default="list")
+    tokens.add_argument("token_id", nargs="?", help="with 'revoke': the token's id (tok_...)")
+    tokens.add_argument("--role", choices=("sender", "vlo", "unit", "analyst", "admin"))
+    tokens.add_argument(
+        "--scope", help="sender: AGENCY:AREA; vlo: a VLO reference; unit: an area; analyst: '*' "
+        "or an area; admin: '*' or none"
+    )  # fmt: skip
+    tokens.add_argument("--name", help="who or what holds the token")
+    tokens.add_argument("--format", choices=("table", "json"), default="table")
+
+    audit = command("audit", _audit, "the audit trail: who read or changed what, and when")
+    audit.add_argument("--after", type=int, default=0, help="entries after this sequence number")
+    audit.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    audit.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
 

@@ -1,0 +1,30 @@
+"""``mappa serve``: the HTTP service under uvicorn, on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import structlog
+
+from infra.bootstrap import bootstrap
+from infra.settings import Settings
+
+log = structlog.get_logger("mappa.http")
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Open the store (refusing a wrong key), bring embedded views up to date, and serve
+    until interrupted."""
+    import uvicorn
+
+    from infra.http.app import create_app
+
+    tracker = bootstrap(settings)
+    try:
+        app = create_app(tracker)
+        if not settings.kafka_bootstrap:
+            tracker.catch_up()
+        log.info("serving", host=host, port=port, embedded=not settings.kafka_bootstrap)
+        # uvicorn's access log would print paths and queries (references in them); the
+        # service logs one line per request itself, by route template.
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+    finally:
+        tracker.close()
