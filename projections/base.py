@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,28 @@ class OffenderHistory:
     # The events applied in this batch, in stream order: facts and the tracker's own findings
     # (data-quality queries) alike. Not stored: only ``documents`` are kept between batches.
     new_events: list[ev.OffenderEvent] = field(default_factory=list)
+    # The stored JSON of ``documents[:known_before]``, when known: appending to it is far
+    # cheaper than encoding the whole history again.
+    encoded: str | None = None
+    # Whatever a projection keeps between batches to avoid refolding a history (in memory
+    # only, with the history, in the writer's cache).
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def begin_batch(self) -> None:
+        self.known_before = len(self.documents)
+        self.changed = False
+        self.new_events = []
+
+    def encode(self) -> str:
+        """The JSON of the whole history, reusing the stored prefix when known."""
+        new = self.documents[self.known_before :]
+        if self.encoded is None or not self.known_before:
+            text = json.dumps(self.documents, separators=(",", ":"))
+        elif not new:
+            text = self.encoded
+        else:
+            text = self.encoded[:-1] + "," + json.dumps(new, separators=(",", ":"))[1:]
+        return text
 
 
 @dataclass(frozen=True)
@@ -129,11 +152,19 @@ def write_position(tx: Transaction, reader: str, upstream: str, position: int) -
 
 
 class ProjectionWriter:
-    """Stores a projection's view and its position in one transaction per batch."""
+    """Stores a projection's view and its position in one transaction per batch.
+
+    It keeps the histories it stored in memory (an LRU cache), checked against the stored
+    stream version at each batch: another instance may have moved an offender on during a
+    rebalance, and then the stored history is read again.
+    """
+
+    CACHE_SIZE = 50_000
 
     def __init__(self, database: ViewDatabase, projection: Projection) -> None:
         self.database = database
         self.projection = projection
+        self._cache: OrderedDict[UUID, OffenderHistory] = OrderedDict()
 
     def create_tables(self) -> None:
         with self.database.transaction() as tx:
@@ -159,20 +190,25 @@ class ProjectionWriter:
         """Apply a batch from ``upstream``; return how many events were new."""
         if not deliveries:
             return 0
-        with self.database.transaction() as tx:
-            stored_position = _lock_position(tx, self.projection.name, upstream)
-            fresh = [d for d in deliveries if d.position > stored_position]
-            if not fresh:
-                return 0
-            histories = self._load(tx, {d.event.originator_id for d in fresh})
-            applied = 0
-            for delivery in fresh:
-                applied += _fold(histories, delivery.event)
-            changed = [h for h in histories.values() if h.changed]
-            self._store(tx, changed)
-            self.projection.refresh(tx, changed)
-            write_position(tx, self.projection.name, upstream, max(d.position for d in fresh))
-            return applied
+        try:
+            with self.database.transaction() as tx:
+                stored_position = _lock_position(tx, self.projection.name, upstream)
+                fresh = [d for d in deliveries if d.position > stored_position]
+                if not fresh:
+                    return 0
+                histories = self._load(tx, {d.event.originator_id for d in fresh})
+                applied = 0
+                for delivery in fresh:
+                    applied += _fold(histories, delivery.event)
+                changed = [h for h in histories.values() if h.changed]
+                encoded = self._store(tx, changed)
+                self.projection.refresh(tx, changed)
+                write_position(tx, self.projection.name, upstream, max(d.position for d in fresh))
+        except BaseException:
+            self._cache.clear()  # what it holds may not have been stored
+            raise
+        self._remember(changed, encoded)
+        return applied
 
     def reset(self) -> None:
         """Forget every position and history, and the rows a rebuild recreates."""
@@ -184,10 +220,11 @@ class ProjectionWriter:
                 "DELETE FROM projection_histories WHERE projection = %s", (self.projection.name,)
             )
             self.projection.reset(tx)
+        self._cache.clear()
 
     def _load(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
-        ids = sorted(str(i) for i in offender_ids)
-        histories: dict[UUID, OffenderHistory] = {}
+        histories = self._cached(tx, offender_ids)
+        ids = sorted(str(i) for i in offender_ids if i not in histories)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join(["%s"] * len(chunk))
@@ -200,24 +237,55 @@ class ProjectionWriter:
                 documents = json.loads(history)
                 histories[UUID(offender_id)] = OffenderHistory(
                     str(offender_id), str(mappa_ref), int(version), documents,
-                    known_before=len(documents),
+                    known_before=len(documents), encoded=history,
                 )  # fmt: skip
         for offender_id in offender_ids:
             histories.setdefault(offender_id, OffenderHistory(str(offender_id), ""))
         return histories
 
-    def _store(self, tx: Transaction, changed: Sequence[OffenderHistory]) -> None:
+    def _cached(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
+        """The cached histories still at their stored version (others are read again)."""
+        candidates = sorted(str(i) for i in offender_ids if i in self._cache)
+        stored: dict[str, int] = {}
+        for start in range(0, len(candidates), 500):
+            chunk = candidates[start : start + 500]
+            marks = ",".join(["%s"] * len(chunk))
+            tx.execute(
+                "SELECT offender_id, version FROM projection_histories "
+                f"WHERE projection = %s AND offender_id IN ({marks})",
+                (self.projection.name, *chunk),
+            )
+            stored.update({str(o): int(v) for o, v in tx.fetchall()})
+        found: dict[UUID, OffenderHistory] = {}
+        for offender_id in offender_ids:
+            cached = self._cache.get(offender_id)
+            if cached is not None and stored.get(cached.offender_id) == cached.version:
+                cached.begin_batch()
+                found[offender_id] = cached
+        return found
+
+    def _store(self, tx: Transaction, changed: Sequence[OffenderHistory]) -> list[str]:
+        encoded = [h.encode() for h in changed]
         tx.executemany(
             "INSERT INTO projection_histories "
             "(projection, offender_id, mappa_ref, version, history) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (projection, offender_id) DO UPDATE SET mappa_ref = excluded.mappa_ref, "
             "version = excluded.version, history = excluded.history",
             [
-                (self.projection.name, h.offender_id, h.mappa_ref, h.version,
-                 json.dumps(h.documents, separators=(",", ":")))
-                for h in changed
+                (self.projection.name, h.offender_id, h.mappa_ref, h.version, text)
+                for h, text in zip(changed, encoded, strict=True)
             ],
-        )  # fmt: skip
+        )
+        return encoded
+
+    def _remember(self, changed: Sequence[OffenderHistory], encoded: Sequence[str]) -> None:
+        for history, text in zip(changed, encoded, strict=True):
+            history.encoded = text
+            key = UUID(history.offender_id)
+            self._cache[key] = history
+            self._cache.move_to_end(key)
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
 
 
 def _fold(histories: dict[UUID, OffenderHistory], event: ev.OffenderEvent) -> int:
@@ -279,3 +347,18 @@ def events_of(history: OffenderHistory) -> list[ev.InterchangeEvent]:
         )
         for document in history.documents
     ]
+
+
+def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
+    """The typed events of a history, kept in the history's memo between batches so that
+    only the documents new in this batch are ever rebuilt (the events delivered in the
+    batch are typed already)."""
+    memo: list[ev.InterchangeEvent] | None = history.memo.get("events")
+    if memo is None or len(memo) != history.known_before:
+        memo = events_of(OffenderHistory(
+            history.offender_id, history.mappa_ref,
+            documents=history.documents[: history.known_before],
+        ))  # fmt: skip
+    memo.extend(e for e in history.new_events if isinstance(e, ev.InterchangeEvent))
+    history.memo["events"] = memo
+    return list(memo)

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from projections.base import OffenderHistory, Projection, events_of, load_histories
+from projections.base import (
+    OffenderHistory,
+    Projection,
+    events_of,
+    load_histories,
+    typed_events,
+)
 from projections.caseload.rules import (
     CaseloadSummary,
     DueForRelease,
@@ -79,7 +85,7 @@ class CaseloadProjection(Projection):
         tx.execute("DELETE FROM caseload_orders")
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
-        snapshots = [snapshot(h.offender_id, h.mappa_ref, events_of(h)) for h in offenders]
+        snapshots = [snapshot(h.offender_id, h.mappa_ref, typed_events(h)) for h in offenders]
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
         tx.executemany(

@@ -61,6 +61,8 @@ class VictimAlertsProjection(Projection):
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         raised_at = self.clock().isoformat()
         for history in offenders:
+            if not _may_change_alerts(history):
+                continue
             for end in _moments_to_judge(history):
                 self._raise(tx, history, history.documents[:end], raised_at)
 
@@ -92,6 +94,34 @@ class VictimAlertsProjection(Projection):
             "ON CONFLICT (alert_id) DO NOTHING",
             rows,
         )
+
+
+# The event types that raise alerts or decide who is told and how (victims, level, area);
+# the rest (categories, registration, orders, charges, receptions) never change any alert.
+_ALERT_RELEVANT = frozenset(
+    {
+        "release.notified", "custody.released", "licence.conditions-set", "licence.recalled",
+        "sentence.varied", "custody.temporary-release", "custody.absconded",
+        "custody.transferred", "parole.decided", "mappa.case-closed", "mappa.level-changed",
+        "mappa.area-transferred", "victim.enrolled", "victim.withdrawn", "record.retracted",
+    }
+)  # fmt: skip
+
+
+def _may_change_alerts(history: OffenderHistory) -> bool:
+    """Whether this batch's documents could raise or correct an alert: deriving them all
+    again is the projection's main cost, and most facts cannot."""
+    documents = history.documents
+    new = documents[history.known_before :]
+    if any(d["eventType"] in _ALERT_RELEVANT for d in new):
+        return True
+    # A fact placed before every other moves the offender's first area, which addresses
+    # late-release-notice alerts.
+    earliest = min(
+        (datetime.fromisoformat(d["occurredAt"]) for d in documents[: history.known_before]),
+        default=None,
+    )
+    return earliest is None or any(datetime.fromisoformat(d["occurredAt"]) <= earliest for d in new)
 
 
 def _moments_to_judge(history: OffenderHistory) -> list[int]:

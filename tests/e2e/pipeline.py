@@ -25,7 +25,7 @@ from infra.settings import Settings
 from tests.conftest import database_url_for_tests
 
 MAPPA = str(Path(sys.executable).with_name("mappa"))
-PROJECTIONS = ("caseload", "statistical-return", "victim-alerts")
+PROJECTIONS = ("caseload", "statistical-return", "victim-alerts", "data-quality")
 
 
 def kafka_bootstrap() -> str:

@@ -20,6 +20,7 @@ TRACKER_COMMANDS = {
     "project-caseload": ["mappa", "run", "project", "caseload"],
     "project-return": ["mappa", "run", "project", "statistical-return"],
     "project-alerts": ["mappa", "run", "project", "victim-alerts"],
+    "project-data-quality": ["mappa", "run", "project", "data-quality"],
     "publish-alerts": ["mappa", "run", "publish-alerts"],
 }
 SERVERS = ("postgres", "kafka")
