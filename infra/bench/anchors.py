@@ -1,0 +1,119 @@
+"""The anchors: what the machine's database and broker do for raw clients, with rows and
+messages of the same sizes as the tracker's, so each figure of the tracker can be read as a
+share of what its storage or transport allows here.
+
+- PostgreSQL: ``COPY`` and batched ``INSERT`` (1,000 rows per transaction, psycopg 3's
+  pipelined ``executemany``) into a table shaped like the library's stored-events table,
+  rows as large as the mean stored event;
+- Kafka: kafka-python produce (the relay's producer settings: idempotent, ``acks=all``) and
+  consume (the projectors' consumer settings: ``read_committed``, 1,000 records per poll) of
+  messages as large as the mean ``mappa.offender-events.v1`` message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from infra import kafka
+
+
+def postgres_anchors(
+    url: str, schema: str, rows: int, state_bytes: int, topic_chars: int
+) -> dict[str, float]:
+    """Rows per second for COPY and for batched INSERT."""
+    import psycopg
+    from psycopg import sql
+
+    table = sql.Identifier(schema, "bench_anchor_events")
+    topic = ("mappa." + "x" * topic_chars)[:topic_chars]
+    state = os.urandom(max(state_bytes, 1))
+    data = [(uuid.uuid4(), 1, topic, state) for _ in range(rows)]
+    columns = sql.SQL("(originator_id, originator_version, topic, state)")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        # The shape of eventsourcing's PostgreSQL stored-events table (with its notification
+        # id and the index the notification log is read by).
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
+                " topic text, state bytea, notification_id bigserial,"
+                " PRIMARY KEY (originator_id, originator_version))"
+            ).format(table)
+        )
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (notification_id)").format(table))
+
+        started = time.monotonic()
+        with conn.transaction(), conn.cursor() as cursor:
+            copy_sql = sql.SQL("COPY {} {} FROM STDIN").format(table, columns)
+            with cursor.copy(copy_sql) as copy:
+                for row in data:
+                    copy.write_row(row)
+        copy_rate = rows / (time.monotonic() - started)
+
+        conn.execute(sql.SQL("TRUNCATE {}").format(table))
+        insert = sql.SQL("INSERT INTO {} {} VALUES (%s, %s, %s, %s)").format(table, columns)
+        started = time.monotonic()
+        with conn.cursor() as cursor:
+            for first in range(0, rows, 1000):
+                with conn.transaction():
+                    cursor.executemany(insert, data[first : first + 1000])
+        insert_rate = rows / (time.monotonic() - started)
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    return {"copy": copy_rate, "insert": insert_rate}
+
+
+def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -> dict[str, float]:
+    """Messages per second produced, then consumed, on a fresh 3-partition topic."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-bench")
+    try:
+        admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        admin.close()
+    value = os.urandom(max(value_bytes, 1))
+    keys = [str(uuid.uuid4()).encode() for _ in range(1000)]  # offender ids, as the relay's
+
+    producer: Any = kafka.producer(bootstrap)
+    try:
+        producer.partitions_for(topic)  # metadata first: not part of the throughput
+        started = time.monotonic()
+        for n in range(messages):
+            producer.send(topic, key=keys[n % 1000], value=value)
+        producer.flush()
+        produce_rate = messages / (time.monotonic() - started)
+    finally:
+        producer.close()
+
+    consumer: Any = kafka.consumer(bootstrap, None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(3)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
+        received, started = 0, time.monotonic()
+        deadline = started + 300
+        while received < messages and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                received += len(batch)
+        consume_rate = received / (time.monotonic() - started)
+    finally:
+        consumer.close()
+    return {"produce": produce_rate, "consume": consume_rate}
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-bench")
+    try:
+        existing = set(admin.list_topics())
+        doomed = [name for name in names if name in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+    finally:
+        admin.close()
