@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 from eventsourcing.persistence import Tracking
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
-from consumers.projector import upstream_of
+from consumers.projector import commit_hint, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
 from infra.eventstore import OffenderRecords
@@ -75,18 +75,16 @@ class InboundConsumer:
         log.info("ingest started", topic=self.topic)
         try:
             while not shutdown.requested:
-                polled = self.consumer.poll(timeout_ms=500)
+                polled = with_retries(
+                    partial(self.consumer.poll, timeout_ms=500), shutdown, "poll inbound"
+                )
                 for partition, messages in polled.items():
-                    done = with_retries(
+                    with_retries(
                         partial(self.ingest_partition_batch, partition, messages),
                         shutdown,
                         "ingest",
                     )
-                    if done is None:
-                        return  # stopping before the batch was stored: it will come again
-                    self.consumer.commit(
-                        {partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)}
-                    )
+                    commit_hint(self.consumer, partition, messages[-1].offset + 1)
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:

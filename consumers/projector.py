@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
 from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import decode_event
@@ -25,6 +26,16 @@ log = structlog.get_logger(__name__)
 
 def upstream_of(partition: TopicPartition) -> str:
     return f"{partition.topic}-{partition.partition}"
+
+
+def commit_hint(consumer: Any, partition: TopicPartition, next_offset: int) -> None:
+    """Commit the offset to Kafka after the database commit. It is only a hint (for lag
+    and for a consumer without stored positions), so a broker that is away is no reason
+    to stop: the next commit carries a later offset anyway."""
+    try:
+        consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+    except KafkaError as error:
+        log.warning("offset commit failed", upstream=upstream_of(partition), error=repr(error))
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):
@@ -65,14 +76,14 @@ class KafkaProjector:
         log.info("projector started", projection=name, topic=self.topic)
         try:
             while not shutdown.requested:
-                polled = self.consumer.poll(timeout_ms=500)
+                polled = with_retries(
+                    partial(self.consumer.poll, timeout_ms=500), shutdown, f"poll for {name}"
+                )
                 for partition, messages in polled.items():
                     with_retries(
                         partial(self._project, partition, messages), shutdown, f"project {name}"
                     )
-                    self.consumer.commit(
-                        {partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)}
-                    )
+                    commit_hint(self.consumer, partition, messages[-1].offset + 1)
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:

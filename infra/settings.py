@@ -75,5 +75,6 @@ class Settings(BaseSettings):
             "POSTGRES_USER": unquote(url.username or "mappa"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_SCHEMA": self.database_schema,
-            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "4",
         }
