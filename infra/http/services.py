@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import structlog
+
 from consumers.ingest import Result, Summary, Verdict
 from consumers.interchange import InvalidDocument, parse_object
 from domain.offender import ReportedFact
@@ -23,7 +25,7 @@ from infra.http.access import IssuedToken, Principal, Role, TokenRecord, TokenSt
 from infra.http.audit import ALLOWED, DENIED, Actor, AuditEntry, AuditTrail, append
 from infra.http.limits import RateLimiter, TooManyRequests
 
-ANONYMOUS = Actor("anonymous", "anonymous", "none")
+log = structlog.get_logger("mappa.http")
 # Moments and dates outside these years are refused up front: the counting rules' calendar
 # arithmetic is only meaningful (and only guaranteed not to overflow) well inside them.
 FIRST_YEAR, LAST_YEAR = 1900, 2999
@@ -174,7 +176,12 @@ class Services:
         for result in answer.results:
             answer.summary.add(result)
         self.record(principal, "events.post", f"scope:{principal.scope}", answer.summary.as_dict())
-        self.catch_up()
+        try:
+            self.catch_up()
+        except Exception as error:
+            # The documents are stored and their verdicts are the answer: a 500 would tell the
+            # sender they were not. The views catch up on the next write or start.
+            log.error("projections did not catch up", error_type=type(error).__name__)
         return answer
 
     # --- reads ---------------------------------------------------------------------------

@@ -462,3 +462,25 @@ def test_a_unit_reads_and_closes_its_own_areas_queries_and_no_other_areas(
     ended = client.get("/areas/WM/queries?all=true", headers=wm).json()
     assert ended[0]["status"] == "closed"
     assert ended[0]["note"] == "checked with the prison"
+
+
+def test_a_reference_with_a_nul_character_leaves_the_views_working(
+    tracker: Tracker, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":
+        # Found by the schemathesis run: the document passes validation and is stored, but
+        # PostgreSQL text cannot hold U+0000, so the projection writer fails on it at every
+        # catch-up from then on. The fix belongs in validation (reject it, naming the field)
+        # or in the views, outside the HTTP layer.
+        request.applymarker(
+            pytest.mark.xfail(reason="U+0000 in a reference stops the PostgreSQL views")
+        )
+    client, _, tokens = _service(tracker)
+    poisoned = _prison_history("WM-NUL\x00-001", namespace="nul").documents[:1]
+    answer = _post(client, tokens, "sender_wm", poisoned)
+    assert answer.status_code == 200  # stored (or rejected), and answered either way
+
+    later = _prison_history("WM-AFTER-001", namespace="nul").documents
+    assert _post(client, tokens, "sender_wm", later).json()["accepted"] == 4
+    caseload = client.get("/areas/WM/caseload", headers=tokens.header("unit_wm")).json()
+    assert "WM-AFTER-001" in json.dumps(caseload)
