@@ -25,7 +25,7 @@ from typing import Any
 
 from domain import events as ev
 from domain.timeline import state_of
-from projections.base import OffenderHistory, Projection, events_of
+from projections.base import OffenderHistory, Projection, typed_events
 from projections.ports import Transaction
 
 NAME = "data-quality"
@@ -77,7 +77,7 @@ class DataQualityProjection(Projection):
                 continue  # no query, ever: spare the fold below
             # A fact in this batch may have moved the offender, or be the raising fact of a
             # query about an event not yet received: describe every query of theirs afresh.
-            area = state_of(events_of(history)).area
+            area = state_of(typed_events(history)).area
             documents = {d["eventId"]: d for d in history.documents}
             for row in mine.values():
                 about = documents.get(row["about_event_id"], {})
