@@ -13,7 +13,7 @@ audited exactly as it is.
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
@@ -169,7 +169,8 @@ def pages_router(services: Services) -> APIRouter:
         caller: Caller,
         area: Annotated[str | None, Query(pattern=f"^{AREA_PATTERN}$")] = None,
         year: Annotated[int | None, Query(ge=1900, le=2999)] = None,
-        layout: Layout = None,
+        # The form's "by year" choice sends an empty layout.
+        layout: Annotated[Literal["", "2004", "2008"] | None, Query()] = None,
     ) -> Response:
         services.require(caller, caller.role is Role.ANALYST, "return.read", "returns")
         if area and year:
