@@ -586,6 +586,8 @@ def _tokens(args: argparse.Namespace, settings: Settings) -> int:
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from infra.http.services import Limits, Services
 
+    if args.limit < 1 or args.after < 0:
+        raise UsageError("audit: --limit is 1 or more, --after 0 or more")
     tracker = bootstrap(settings)
     try:
         services = Services(tracker, Limits())

@@ -46,11 +46,15 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
+    MAX_BUCKETS = 10_000
+
     def take(self, key: str) -> float:
         """Take one request from ``key``'s bucket: 0 if allowed, else seconds to wait."""
         rate = self.per_minute / 60.0
         now = self.clock()
         with self._lock:
+            if len(self._buckets) >= self.MAX_BUCKETS:
+                self._forget_refilled(now, rate)
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = _Bucket(float(self.per_minute), now)
@@ -62,6 +66,15 @@ class RateLimiter:
                 bucket.tokens -= 1.0
                 return 0.0
             return (1.0 - bucket.tokens) / rate
+
+    def _forget_refilled(self, now: float, rate: float) -> None:
+        # A bucket that has refilled is the same as no bucket: dropping those keeps memory
+        # bounded when many addresses (or guessed tokens) come and go.
+        full = float(self.per_minute)
+        for key in [
+            k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate >= full
+        ]:
+            del self._buckets[key]
 
 
 class TooManyRequests(Exception):

@@ -15,6 +15,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     until interrupted."""
     import uvicorn
 
+    from consumers.runtime import Shutdown
     from infra.http.app import create_app
 
     tracker = bootstrap(settings)
@@ -23,6 +24,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
         if not settings.kafka_bootstrap:
             tracker.catch_up()
         log.info("serving", host=host, port=port, embedded=not settings.kafka_bootstrap)
+        # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again
+        # with the handlers it found at start; ours makes that a normal return, so that
+        # the tracker is closed and the command exits 0, as every long-running one does.
+        Shutdown().install()
         # uvicorn's access log would print paths and queries (references in them); the
         # service logs one line per request itself, by route template.
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
