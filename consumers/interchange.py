@@ -320,11 +320,35 @@ def parse_object(data: Any) -> ReportedFact:
     """Validate an already-decoded JSON value as an interchange document."""
     if not isinstance(data, dict):
         raise InvalidDocument("", "a document must be a JSON object")
+    nul = _first_nul(data)
+    if nul is not None:
+        # JSON allows it, but no person writes it and PostgreSQL text cannot hold it.
+        raise InvalidDocument(nul, "must not contain the NUL character (U+0000)")
     try:
         document = _ADAPTER.validate_python(data)
     except ValidationError as error:
         raise _first_problem(error, data) from None
     return to_fact(document)
+
+
+def _first_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding U+0000, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _first_nul(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_nul(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _first_problem(error: ValidationError, data: dict[str, Any]) -> InvalidDocument:

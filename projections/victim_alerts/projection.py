@@ -17,7 +17,13 @@ from typing import Any
 
 from projections.base import History, OffenderHistory, Projection
 from projections.ports import Transaction
-from projections.victim_alerts.rules import Alert, derive_alerts, plan_alerts
+from projections.victim_alerts.rules import (
+    CORRECTION,
+    LATE_RELEASE_NOTICE,
+    Alert,
+    derive_alerts,
+    plan_alerts,
+)
 
 NAME = "victim-alerts"
 
@@ -79,9 +85,22 @@ class VictimAlertsProjection(Projection):
             for alert_id, alert in _raised_for(tx, history.offender_id).items()
             if alert.event_id in known
         }
+        # plan_alerts corrects every alert on record that is no longer derived. Replaying a
+        # history, the alerts on record include ones that rest on facts not replayed yet;
+        # only a retraction ever undoes an alert, so only those whose support has been
+        # retracted (in the documents judged) are left out of the derived set.
+        derived_ids = {alert.alert_id for alert in derived}
+        retracted = _retracted_ids(documents)
+        kept = [
+            alert
+            for alert in already.values()
+            if alert.alert_id not in derived_ids
+            and alert.kind != CORRECTION
+            and not _support(alert, documents) & retracted
+        ]
         rows = [
             (*_alert_row(alert), history.offender_id, raised_at)
-            for alert in plan_alerts(derived, already)
+            for alert in plan_alerts([*derived, *kept], already)
         ]
         if not rows:
             return
@@ -94,6 +113,28 @@ class VictimAlertsProjection(Projection):
             "ON CONFLICT (alert_id) DO NOTHING",
             rows,
         )
+
+
+def _retracted_ids(documents: History) -> set[str]:
+    return {
+        str(d["additionalInformation"].get("eventId"))
+        for d in documents
+        if d["eventType"] == "record.retracted"
+    }
+
+
+def _support(alert: Alert, documents: History) -> set[str]:
+    """The events an alert rests on: its event and the victim's enrolment; for a
+    late-release-notice alert, also the facts that set the level and the area."""
+    support = {alert.event_id, str(alert.details.get("enrolmentEventId"))}
+    if alert.kind == LATE_RELEASE_NOTICE:
+        support |= {d["eventId"] for d in documents if d["eventType"] in _LEVEL_OR_AREA}
+    return support
+
+
+_LEVEL_OR_AREA = frozenset(
+    {"mappa.level-changed", "mappa.case-closed", "mappa.area-transferred", "custody.released"}
+)
 
 
 # The event types that raise alerts or decide who is told and how (victims, level, area);

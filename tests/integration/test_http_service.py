@@ -467,14 +467,8 @@ def test_a_unit_reads_and_closes_its_own_areas_queries_and_no_other_areas(
 def test_a_reference_with_a_nul_character_leaves_the_views_working(
     tracker: Tracker, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    if backend == "postgres":
-        # Found by the schemathesis run: the document passes validation and is stored, but
-        # PostgreSQL text cannot hold U+0000, so the projection writer fails on it at every
-        # catch-up from then on. The fix belongs in validation (reject it, naming the field)
-        # or in the views, outside the HTTP layer.
-        request.applymarker(
-            pytest.mark.xfail(reason="U+0000 in a reference stops the PostgreSQL views")
-        )
+    # Found by the schemathesis run: PostgreSQL text cannot hold U+0000, so such a
+    # document is rejected at validation, naming the field, and nothing else is stopped.
     client, _, tokens = _service(tracker)
     poisoned = _prison_history("WM-NUL\x00-001", namespace="nul").documents[:1]
     answer = _post(client, tokens, "sender_wm", poisoned)

@@ -404,12 +404,6 @@ def facts_arriving_after_the_event_they_address() -> list[History]:
     return [victim, level]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in projections/victim_alerts/projection.py (_raise): replaying a "
-    "history judges prefixes that lack a fact an alert rests on which arrived after its "
-    "event, and corrects the alert as if it had been retracted",
-)
 def test_a_rebuild_does_not_correct_alerts_that_rest_on_facts_reported_late(
     tracker: Tracker,
 ) -> None:

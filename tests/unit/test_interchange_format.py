@@ -168,3 +168,12 @@ def test_the_json_schema_covers_every_event_type() -> None:
     schema = json.dumps(json_schema())
     for event_type in EXAMPLES:
         assert f'"{event_type}"' in schema
+
+
+def test_a_nul_character_anywhere_is_rejected_naming_the_field() -> None:
+    document = example("victim.enrolled")
+    document["additionalInformation"]["victimRef"] = "V-\x00-1"
+    with pytest.raises(InvalidDocument) as raised:
+        parse_document(json.dumps(document))
+    assert raised.value.field == "additionalInformation.victimRef"
+    assert "U+0000" in str(raised.value)
