@@ -314,7 +314,8 @@ def parse_document(raw: str | bytes) -> ReportedFact:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidDocument("", f"not valid JSON ({error})") from None
     # In JSON text a NUL can only be written escaped: look for it only where it can be.
-    may_hold_nul = (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    may_hold_nul = "\\u0000" in text
     return parse_object(data, check_nul=may_hold_nul)
 
 
