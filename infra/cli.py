@@ -94,6 +94,8 @@ def ingest_file(tracker: Tracker, path: Path, batch_size: int, progress: bool = 
         batch: list[tuple[int, ReportedFact]] = []
         for number, raw in enumerate(lines, start=1):
             bar.update(len(raw))
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a byte-order mark, as some Windows tools write
             if not raw.strip():
                 continue
             try:

@@ -135,3 +135,15 @@ def test_a_missing_file_is_a_usage_error(
 ) -> None:
     assert main(["ingest", "/nonexistent/history.jsonl"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_byte_order_mark_and_windows_line_endings_are_accepted(
+    use_store: Tracker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = History("WM-000030")
+    h.add("custody.received", "2004-01-10T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("mappa.level-changed", "2004-01-11T10:00:00+00:00", level=2)
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(h.lines()).encode() + b"\r\n")
+    status, summary, _ = ingest(path, capsys)
+    assert (status, summary["accepted"], summary["rejected"]) == (0, 2, 0)
