@@ -6,7 +6,8 @@
   behind one balancer each allow the rate.
 - :class:`GuardMiddleware` (pure ASGI, outermost): refuses a body larger than the limit with
   413, by its ``Content-Length`` before reading it, or while reading a chunked one; logs one
-  line per request; turns any unexpected exception into a bare 500.
+  line per request; turns any unexpected exception into a bare 500 (503 with
+  ``Retry-After`` when the database is unreachable, restarting or locked).
 
 Log lines name the *route template* (``/vlos/{vlo}/alerts``), never the path, the query or
 the body, and an unexpected exception is logged by its type and code location, never its
@@ -127,7 +128,14 @@ class GuardMiddleware:
                 where=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in frames[-6:]],
                 route=_route(scope),
             )
-            if state["status"] is None:
+            if state["status"] is None and _store_unavailable(error):
+                await _send_json(
+                    send_tracked,
+                    503,
+                    {"detail": "the store is unavailable: try again shortly"},
+                    [(b"retry-after", b"1")],
+                )
+            elif state["status"] is None:
                 await _send_json(send_tracked, 500, {"detail": "internal error"})
         finally:
             log.info(
@@ -171,7 +179,21 @@ def _route(scope: Scope) -> str:
     return str(path) if path else "(unmatched)"
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+def _store_unavailable(error: Exception) -> bool:
+    """A database that cannot be reached, is restarting or is locked: worth a retry."""
+    import sqlite3
+
+    import psycopg
+
+    return isinstance(error, sqlite3.OperationalError | psycopg.OperationalError)
+
+
+async def _send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -180,6 +202,7 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )

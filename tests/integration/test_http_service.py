@@ -339,6 +339,22 @@ def test_victim_references_and_free_text_never_reach_the_logs(
         assert secret not in logs
 
 
+def test_a_store_that_cannot_be_reached_answers_503_with_retry_after(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    client, services, tokens = _service(tracker)
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(services, "caseload", unreachable)
+    answer = client.get("/areas/WM/caseload", headers=tokens.header("unit_wm"))
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+
+
 # --- pages --------------------------------------------------------------------------------
 
 
