@@ -35,7 +35,7 @@ def test_the_demo_runs_on_a_fresh_clone_and_prints_caseload_return_and_alerts(
     assert finished.returncode == 0, finished.stderr[-3000:]
     out = finished.stdout
     assert re.search(r"Caseload of WM .*2010-03-31: \d+ offenders managed", out)
-    assert "Due for release in the next 90 days:" in out
+    assert "Due for release in the next 90 days" in out
     assert "## SECTION 5" in out and "1st APRIL 2004 - 31st MARCH 2005" in out
     assert re.search(r"\d+ open alert\(s\) for VLO-WM-\d+, oldest first", out)
     assert "rejected" in finished.stdout + finished.stderr  # the invalid lines are reported
