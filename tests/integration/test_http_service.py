@@ -480,9 +480,7 @@ def test_a_unit_reads_and_closes_its_own_areas_queries_and_no_other_areas(
     assert ended[0]["note"] == "checked with the prison"
 
 
-def test_a_reference_with_a_nul_character_leaves_the_views_working(
-    tracker: Tracker, backend: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_reference_with_a_nul_character_leaves_the_views_working(tracker: Tracker) -> None:
     # Found by the schemathesis run: PostgreSQL text cannot hold U+0000, so such a
     # document is rejected at validation, naming the field, and nothing else is stopped.
     client, _, tokens = _service(tracker)
