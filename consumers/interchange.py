@@ -314,10 +314,7 @@ def parse_document(raw: str | bytes) -> ReportedFact:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidDocument("", f"not valid JSON ({error})") from None
     # In JSON text a NUL can only be written escaped: look for it only where it can be.
-    if isinstance(raw, bytes):
-        may_hold_nul = b"\\u0000" in raw
-    else:
-        may_hold_nul = "\\u0000" in raw
+    may_hold_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
     return parse_object(data, check_nul=may_hold_nul)
 
 

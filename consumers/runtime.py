@@ -44,16 +44,39 @@ class Stopped(Exception):
     will be delivered again to whoever runs next."""
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """The error policy: what a process waits out. A database or broker that is away or
+    restarting, a lost connection, a conflicting concurrent write. Anything else (a bug,
+    a wrong cipher key, bad configuration) stops the process loudly instead of looping."""
+    import sqlite3
+
+    import psycopg
+    from eventsourcing import persistence
+    from kafka.errors import KafkaError
+
+    return (
+        persistence.OperationalError,
+        persistence.InterfaceError,
+        persistence.IntegrityError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        sqlite3.OperationalError,
+        KafkaError,
+        OSError,
+    )
+
+
 def with_retries(
     action: Callable[[], T], shutdown: Shutdown, what: str, max_wait: float = 10.0
 ) -> T:
     """Run ``action`` until it succeeds, backing off while the database or broker is away;
-    raise :class:`Stopped` if shutdown is requested first."""
+    raise :class:`Stopped` if shutdown is requested first. Input is never skipped."""
     wait = 0.2
+    transient = _transient_errors()
     while True:
         try:
             return action()
-        except Exception as error:  # the policy: log, back off, retry; never skip input
+        except transient as error:
             log.warning("retrying", action=what, error=repr(error), wait=wait)
             if shutdown.wait(wait):
                 raise Stopped(what) from error

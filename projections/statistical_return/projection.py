@@ -1,19 +1,29 @@
-"""The statistical return's view: each offender's history, indexed by every area it names.
+"""The statistical return's read model: each offender's temporal model, indexed by area.
 
-A return is a query: the histories of the offenders ever in the area are read and counted by
-:func:`~projections.statistical_return.rules.compute_return`, so any year, any layout and
-any ``asKnownOn`` moment come from the same stored facts.
+For every offender the projection keeps, besides the history of facts, the *timeline* built
+from it as known now (intervals of area/BCU, registration, custody, category and level, and
+the dated occurrences the return counts: breaches, orders, recalls, charges, disposals).
+A return as known now is a query over those timelines: read the area's, count them; no
+history is replayed. A return ``asKnownOn`` an earlier moment builds the timelines again
+from the stored histories, keeping only what had been recorded by then.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from projections.base import OffenderHistory, Projection, load_histories
 from projections.ports import Transaction
-from projections.statistical_return.rules import compute_return
+from projections.statistical_return.rules import (
+    build_timeline,
+    compute_return,
+    return_from_timelines,
+    timeline_from_json,
+    timeline_to_json,
+)
 
 NAME = "statistical-return"
 
@@ -26,9 +36,14 @@ class StatisticalReturnProjection(Projection):
             "CREATE TABLE IF NOT EXISTS return_offender_areas (offender_id TEXT NOT NULL, "
             "area TEXT NOT NULL, PRIMARY KEY (area, offender_id))"
         )
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS return_timelines (offender_id TEXT PRIMARY KEY, "
+            "timeline TEXT NOT NULL)"
+        )
 
     def reset(self, tx: Transaction) -> None:
         tx.execute("DELETE FROM return_offender_areas")
+        tx.execute("DELETE FROM return_timelines")
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         # Every area a history names, as sender or destination: a superset of the areas the
@@ -38,6 +53,18 @@ class StatisticalReturnProjection(Projection):
             "ON CONFLICT (area, offender_id) DO NOTHING",
             [(h.offender_id, area) for h in offenders for area in sorted(_areas_named(h))],
         )
+        timelines = [(h.offender_id, build_timeline(h.documents)) for h in offenders]
+        tx.executemany(
+            "INSERT INTO return_timelines (offender_id, timeline) VALUES (%s, %s) "
+            "ON CONFLICT (offender_id) DO UPDATE SET timeline = excluded.timeline",
+            [
+                (offender_id, json.dumps(timeline_to_json(timeline), separators=(",", ":")))
+                for offender_id, timeline in timelines
+                if timeline is not None
+            ],
+        )
+        gone = [(offender_id,) for offender_id, timeline in timelines if timeline is None]
+        tx.executemany("DELETE FROM return_timelines WHERE offender_id = %s", gone)
 
 
 def _areas_named(history: OffenderHistory) -> set[str]:
@@ -58,7 +85,16 @@ def statistical_return(
     as_known_on: datetime | None = None,
     population: int | None = None,
 ) -> dict[str, Any]:
-    """The contract's return for ``area`` and ``year`` from the stored histories."""
+    """The contract's return for ``area`` and ``year``: from the stored timelines, or (as
+    known on an earlier moment) from the stored histories."""
+    if as_known_on is None:
+        tx.execute(
+            "SELECT t.timeline FROM return_timelines t JOIN return_offender_areas a "
+            "ON a.offender_id = t.offender_id WHERE a.area = %s ORDER BY t.offender_id",
+            (area,),
+        )
+        timelines = [timeline_from_json(json.loads(row[0])) for row in tx.fetchall()]
+        return return_from_timelines(timelines, area, year, layout, None, population)
     tx.execute("SELECT offender_id FROM return_offender_areas WHERE area = %s", (area,))
     offender_ids = [str(row[0]) for row in tx.fetchall()]
     histories = load_histories(tx, NAME, offender_ids)

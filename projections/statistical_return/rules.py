@@ -651,19 +651,41 @@ def compute_return(
         as_known_on = as_known_on.replace(tzinfo=LONDON)
     known_by = None if as_known_on is None else to_instant(as_known_on)
 
+    timelines = (build_timeline(history, known_by) for history in histories)
+    return return_from_timelines(
+        (t for t in timelines if t is not None),
+        area,
+        year,
+        layout,
+        None if as_known_on is None else as_known_on.isoformat(),
+        population,
+    )
+
+
+def return_from_timelines(
+    timelines: Iterable[OffenderTimeline],
+    area: str,
+    year: int,
+    layout: str | None = None,
+    as_known_on: str | None = None,
+    population: int | None = None,
+) -> dict[str, Any]:
+    """The return counted from offenders' timelines already built (see
+    :func:`compute_return`, which builds them from histories)."""
+    layout = default_layout(year) if layout is None else str(layout)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     period = ReportingPeriod.of(area, year)
     tally = _Tally(period)
-    for offender, history in enumerate(histories):
-        timeline = build_timeline(history, known_by)
-        if timeline is not None:
-            tally.count(offender, timeline)
+    for offender, timeline in enumerate(timelines):
+        tally.count(offender, timeline)
 
     i = sum(tally.i_by_bcu.values())
     result: dict[str, Any] = {
         "area": area,
         "year": year,
         "layout": layout,
-        "asKnownOn": None if as_known_on is None else as_known_on.isoformat(),
+        "asKnownOn": as_known_on,
         "i": i,
         "i_by_bcu": dict(sorted(tally.i_by_bcu.items())),
         "ia": _per_100k(i, population),
@@ -706,3 +728,34 @@ def _order_counts(tally: _Tally, order_type: str) -> dict[str, int]:
         "b": tally.order_count(order_type, _ORDER_INTERIM),
         "c": tally.order_count(order_type, _ORDER_GRANTED),
     }
+
+
+# ------------------------------------------------------------- stored timelines
+
+
+def timeline_to_json(timeline: OffenderTimeline) -> list[Any]:
+    """A timeline as plain JSON values, to be stored by the read model."""
+    return [
+        timeline.reference,
+        list(timeline.starts),
+        [list(state) for state in timeline.states],
+        [[o.at, o.event_type, o.event_id, dict(o.info), list(o.state)]
+         for o in timeline.occurrences],
+        {charge: [list(d) for d in disposals] for charge, disposals in timeline.disposals.items()},
+    ]  # fmt: skip
+
+
+def timeline_from_json(data: Sequence[Any]) -> OffenderTimeline:
+    reference, starts, states, occurrences, disposals = data
+    return OffenderTimeline(
+        reference=reference,
+        starts=tuple(starts),
+        states=tuple(State(*state) for state in states),
+        occurrences=tuple(
+            Occurrence(at, event_type, event_id, info, State(*state))
+            for at, event_type, event_id, info, state in occurrences
+        ),
+        disposals={
+            charge: tuple(Disposal(*d) for d in values) for charge, values in disposals.items()
+        },
+    )
