@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -650,13 +650,19 @@ def _date(text: str) -> date:
 
 
 def _moment(text: str) -> datetime:
+    """An ISO 8601 moment. Without an offset it is Europe/London time (the contract's
+    zone); a bare date means the end of that day there: what was known on that date."""
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
     try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip())
+            return datetime.combine(day + timedelta(days=1), datetime.min.time(), london)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"--as-known-on: expected an ISO 8601 moment, got {text!r}") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"--as-known-on: give a UTC offset, e.g. {text}+00:00")
-    return moment
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=london)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -147,3 +147,20 @@ def test_a_byte_order_mark_and_windows_line_endings_are_accepted(
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(h.lines()).encode() + b"\r\n")
     status, summary, _ = ingest(path, capsys)
     assert (status, summary["accepted"], summary["rejected"]) == (0, 2, 0)
+
+
+def test_as_known_on_accepts_a_bare_date_as_the_end_of_that_day_in_london(
+    use_store: Tracker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = History("WM-000040")
+    h.add("registration.started", "2004-05-01T10:00:00+01:00", period="P5Y", bcu="Worcester")
+    path = tmp_path / "one.jsonl"
+    path.write_text("\n".join(h.lines()) + "\n")
+    ingest(path, capsys)
+    answers = []
+    for known_on in ("2000-01-01", "2100-01-01", "2100-01-01T00:00:00"):
+        assert main(["return", "--area", "WM", "--year", "2004", "--as-known-on", known_on,
+                     "--format", "json"]) == 0  # fmt: skip
+        answers.append(json.loads(capsys.readouterr().out))
+    assert [a["i"] for a in answers] == [0, 1, 1]
+    assert answers[0]["asKnownOn"] == "2000-01-02T00:00:00+00:00"
