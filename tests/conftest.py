@@ -104,3 +104,17 @@ def tracker_factory(backend: str, tmp_path: Path) -> Iterator[TrackerFactory]:
 @pytest.fixture
 def tracker(tracker_factory: TrackerFactory) -> Tracker:
     return tracker_factory()
+
+
+@pytest.fixture
+def use_store(backend: str, tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> Tracker:
+    """Point the command line (which reads the environment) at the test's store."""
+    monkeypatch.setenv("MAPPA_DATA_DIR", str(tracker.settings.data_dir))
+    if tracker.settings.database_url:
+        monkeypatch.setenv("MAPPA_DATABASE_URL", tracker.settings.database_url)
+        monkeypatch.setenv("MAPPA_DATABASE_SCHEMA", tracker.settings.database_schema)
+    else:
+        monkeypatch.delenv("MAPPA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MAPPA_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("MAPPA_AREAS", raising=False)
+    return tracker

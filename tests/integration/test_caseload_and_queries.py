@@ -22,20 +22,6 @@ from tests.builders import History
 from tests.conftest import TrackerFactory
 
 
-@pytest.fixture
-def use_store(backend: str, tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> Tracker:
-    """Point the command line (which reads the environment) at the test's store."""
-    monkeypatch.setenv("MAPPA_DATA_DIR", str(tracker.settings.data_dir))
-    if tracker.settings.database_url:
-        monkeypatch.setenv("MAPPA_DATABASE_URL", tracker.settings.database_url)
-        monkeypatch.setenv("MAPPA_DATABASE_SCHEMA", tracker.settings.database_schema)
-    else:
-        monkeypatch.delenv("MAPPA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("MAPPA_KAFKA_BOOTSTRAP", raising=False)
-    monkeypatch.delenv("MAPPA_AREAS", raising=False)
-    return tracker
-
-
 def mappa(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     status = main(list(args))
     out, err = capsys.readouterr()

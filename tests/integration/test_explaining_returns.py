@@ -33,20 +33,6 @@ from tests.builders import History
 END_OF_31_MARCH = "2005-04-01T00:00:00+01:00"
 
 
-@pytest.fixture
-def use_store(backend: str, tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> Tracker:
-    """Point the command line (which reads the environment) at the test's store."""
-    monkeypatch.setenv("MAPPA_DATA_DIR", str(tracker.settings.data_dir))
-    if tracker.settings.database_url:
-        monkeypatch.setenv("MAPPA_DATABASE_URL", tracker.settings.database_url)
-        monkeypatch.setenv("MAPPA_DATABASE_SCHEMA", tracker.settings.database_schema)
-    else:
-        monkeypatch.delenv("MAPPA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("MAPPA_KAFKA_BOOTSTRAP", raising=False)
-    monkeypatch.delenv("MAPPA_AREAS", raising=False)
-    return tracker
-
-
 def mappa(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     status = main(list(args))
     out, err = capsys.readouterr()
