@@ -225,20 +225,13 @@ class ProjectionWriter:
     def _load(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
         histories = self._cached(tx, offender_ids)
         ids = sorted(str(i) for i in offender_ids if i not in histories)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join(["%s"] * len(chunk))
-            tx.execute(
-                "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
-                f"WHERE projection = %s AND offender_id IN ({marks})",
-                (self.projection.name, *chunk),
-            )
-            for offender_id, mappa_ref, version, history in tx.fetchall():
-                documents = json.loads(history)
-                histories[UUID(offender_id)] = OffenderHistory(
-                    str(offender_id), str(mappa_ref), int(version), documents,
-                    known_before=len(documents), encoded=history,
-                )  # fmt: skip
+        rows = _history_rows(tx, self.projection.name, ids, "mappa_ref, version, history")
+        for offender_id, mappa_ref, version, history in rows:
+            documents = json.loads(history)
+            histories[UUID(offender_id)] = OffenderHistory(
+                str(offender_id), str(mappa_ref), int(version), documents,
+                known_before=len(documents), encoded=history,
+            )  # fmt: skip
         for offender_id in offender_ids:
             histories.setdefault(offender_id, OffenderHistory(str(offender_id), ""))
         return histories
@@ -246,16 +239,8 @@ class ProjectionWriter:
     def _cached(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
         """The cached histories still at their stored version (others are read again)."""
         candidates = sorted(str(i) for i in offender_ids if i in self._cache)
-        stored: dict[str, int] = {}
-        for start in range(0, len(candidates), 500):
-            chunk = candidates[start : start + 500]
-            marks = ",".join(["%s"] * len(chunk))
-            tx.execute(
-                "SELECT offender_id, version FROM projection_histories "
-                f"WHERE projection = %s AND offender_id IN ({marks})",
-                (self.projection.name, *chunk),
-            )
-            stored.update({str(o): int(v) for o, v in tx.fetchall()})
+        rows = _history_rows(tx, self.projection.name, candidates, "version")
+        stored = {str(o): int(v) for o, v in rows}
         found: dict[UUID, OffenderHistory] = {}
         for offender_id in offender_ids:
             cached = self._cache.get(offender_id)
@@ -319,17 +304,8 @@ def load_histories(
         )
         rows = tx.fetchall()
     else:
-        rows = []
-        ids = list(offender_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join(["%s"] * len(chunk))
-            tx.execute(
-                "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
-                f"WHERE projection = %s AND offender_id IN ({marks}) ORDER BY offender_id",
-                (projection, *chunk),
-            )
-            rows.extend(tx.fetchall())
+        rows = _history_rows(tx, projection, list(offender_ids), "mappa_ref, version, history")
+        rows.sort(key=lambda row: str(row[0]))
     return [OffenderHistory(str(o), str(m), int(v), json.loads(h)) for o, m, v, h in rows]
 
 
@@ -362,3 +338,21 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     memo.extend(e for e in history.new_events if isinstance(e, ev.InterchangeEvent))
     history.memo["events"] = memo
     return list(memo)
+
+
+def _history_rows(
+    tx: Transaction, projection: str, offender_ids: Sequence[str], columns: str
+) -> list[tuple[Any, ...]]:
+    """``offender_id`` and ``columns`` of these offenders' stored histories, a few hundred
+    ids per statement (SQLite limits the parameters of one)."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(offender_ids), 500):
+        chunk = offender_ids[start : start + 500]
+        marks = ",".join(["%s"] * len(chunk))
+        tx.execute(
+            f"SELECT offender_id, {columns} FROM projection_histories "
+            f"WHERE projection = %s AND offender_id IN ({marks})",
+            (projection, *chunk),
+        )
+        rows.extend(tx.fetchall())
+    return rows
