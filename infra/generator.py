@@ -35,6 +35,8 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from projections.victim_alerts.rules import ALERT_KINDS
+
 if TYPE_CHECKING:
     from _typeshed import SupportsLenAndGetItem
 
@@ -173,18 +175,6 @@ EVENT_TYPES: frozenset[str] = frozenset(
     }
 )
 
-ALERT_KINDS: tuple[str, ...] = (
-    "release-due",
-    "released",
-    "licence-conditions",
-    "recalled",
-    "sentence-reduced",
-    "work-placement",
-    "absconded",
-    "transferred",
-    "parole-outcome",
-    "case-closing",
-)
 
 # Which agency reports each type (record.retracted goes back to the agency of its target).
 AGENCY_OF: dict[str, str] = {
