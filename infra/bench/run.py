@@ -226,6 +226,8 @@ def follow(
 
 
 T = TypeVar("T")
+# What the bench's own queries had to retry (a server restarted by other work on the machine).
+RETRIED: list[str] = []
 
 
 def retrying(action: Callable[[], T], what: str, patience: float = 120) -> T:
@@ -240,6 +242,7 @@ def retrying(action: Callable[[], T], what: str, patience: float = 120) -> T:
             if time.monotonic() > deadline:
                 raise
             log.warning("retrying", action=what, error=repr(error))
+            RETRIED.append(f"{what}: {error!r}")
             time.sleep(1)
 
 
@@ -618,7 +621,19 @@ class Bench:
             "alerts_not_from_the_steady_load": unmatched,
             "max_ms": round(latencies[-1] * 1000, 1),
             "seconds_to_drain_after_the_load": round(drain_seconds, 1),
+            "victim_alerts_sequence_indexed": retrying(self._sequence_indexed, "indexes"),
         }
+
+    def _sequence_indexed(self) -> bool:
+        """Whether some index of ``victim_alerts`` starts with ``sequence`` (the publisher
+        and the projector read the table by it)."""
+        with self._tracker().views.transaction() as tx:
+            tx.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s "
+                "AND tablename = 'victim_alerts'",
+                (self.name,),
+            )
+            return any("(sequence" in str(row[0]) for row in tx.fetchall())
 
     def _drained(self, alerts_seen: int) -> bool:
         """Every offered line ingested, every stored event relayed and projected into the
@@ -705,8 +720,11 @@ class Bench:
             national_tables(this_year, last_year, year=year)
 
         before = self.processes.cpu_snapshot()
-        area_ms = [timed(one_area) * 1000 for _ in range(repeats)]
-        national_ms = [timed(national) * 1000 for _ in range(max(2, repeats - 2))]
+        area_ms = [retrying(lambda: timed(one_area), "return") * 1000 for _ in range(repeats)]
+        national_ms = [
+            retrying(lambda: timed(national), "national tables") * 1000
+            for _ in range(max(2, repeats - 2))
+        ]
         self.cpu_phase("returns", before)
         self.figures.set("return.area", statistics.median(area_ms))
         self.figures.set("return.national", statistics.median(national_ms))
@@ -720,8 +738,11 @@ class Bench:
 
     def peer(self) -> None:
         before = self.processes.cpu_snapshot()
-        rate, counted = peer.peer_rate(
-            self.settings.eventsourcing_environment(), self.options.peer_seconds
+        rate, counted = retrying(
+            lambda: peer.peer_rate(
+                self.settings.eventsourcing_environment(), self.options.peer_seconds
+            ),
+            "peer",
         )
         self.cpu_phase("peer", before)
         self.figures.set("anchor.peer", rate)
@@ -743,7 +764,12 @@ class Bench:
         message_bytes = self._mean_message_bytes(self.topics.offender_events)
         rows = self.options.anchor_rows
         before = self.processes.cpu_snapshot()
-        pg = anchors.postgres_anchors(self.database_url, self.name, rows, state_bytes, topic_chars)
+        pg = retrying(
+            lambda: anchors.postgres_anchors(
+                self.database_url, self.name, rows, state_bytes, topic_chars
+            ),
+            "PostgreSQL anchors",
+        )
         kafka = anchors.kafka_anchors(self.kafka, f"{self.name}.bench.anchor", rows, message_bytes)
         self.cpu_phase("anchors", before)
         self.figures.set("anchor.pg_copy", pg["copy"])
@@ -935,7 +961,13 @@ def rebuild_worker(out: Path) -> int:
         events = tracker.max_notification_id()
         seconds: dict[str, float] = {}
         for name in tracker.writers:
-            seconds[name] = timed(lambda name=name: tracker.rebuild(name))  # type: ignore[misc]
+            # A rebuild interrupted by a database restart starts that projection again from
+            # zero; only the attempt that completes is timed.
+            seconds[name] = retrying(
+                lambda name=name: timed(lambda: tracker.rebuild(name)),  # type: ignore[misc]
+                f"rebuild {name}",
+                patience=600,
+            )
         out.write_text(json.dumps({"events": events, "seconds": seconds}))
     finally:
         tracker.close()
@@ -978,6 +1010,8 @@ def limits(bench: Bench) -> dict[str, str]:
             )
         elif machine >= 0.85:
             text += ": bound by the machine's CPU, shared with the servers."
+        elif usage.get("postgres", 0.0) >= 0.3:
+            text += ": much of the time is spent in PostgreSQL, in the queries of each batch."
         else:
             text += ": waiting on round trips (database or broker) more than computing."
         return text
@@ -1017,6 +1051,16 @@ def limits(bench: Bench) -> dict[str, str]:
         + cpu_text("alert latency", "ingest")
         + crc_text
     )
+    if latency.get("victim_alerts_sequence_indexed") is False:
+        unindexed = (
+            " The `victim_alerts` table has no index on `sequence`, so the projector's"
+            " `MAX(sequence)` for each batch that raises alerts and the publisher's"
+            " `sequence > N ORDER BY sequence` poll (every 100 ms when idle) scan the whole"
+            " table: this is where PostgreSQL's CPU goes."
+        )
+        out["alerts.p99"] += unindexed
+        if "project.victim-alerts.rate" in out:
+            out["project.victim-alerts.rate"] += unindexed
     out["return.area"] = (
         "the return is replayed on each request from every stored history of the area's"
         " offenders: loaded and decoded from the read model, then counted in Python."
@@ -1025,9 +1069,22 @@ def limits(bench: Bench) -> dict[str, str]:
         "the national tables replay, on each request, two years' returns of every area:"
         " the read model's histories loaded, decoded and counted twice, in Python."
     )
+    from projections.base import ProjectionWriter
+
+    cached = getattr(ProjectionWriter, "CACHE_SIZE", None)
+    held = (
+        f"each projection writer keeps up to {cached:,} offender histories in memory"
+        " (`ProjectionWriter.CACHE_SIZE`), "
+        if cached
+        else "the histories of a batch's offenders are held in memory, "
+    )
     for key in figures.items:
         if key.startswith("memory."):
-            out[key] = "the histories of a batch's offenders are held in memory."
+            out[key] = held + (
+                "and the rebuild holds one writer per projection, all in one process."
+                if key == "memory.rebuild"
+                else "and the process has one writer."
+            )
     return {key: text for key, text in out.items() if text}
 
 
@@ -1063,6 +1120,8 @@ def write_outputs(bench: Bench) -> None:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "benchmarks.json", out / "BENCHMARKS.md"
     previous = report.load_previous(json_path)
+    if previous is not None and not _same_parameters(previous, o):
+        previous = None  # figures of another scale are no baseline
     postgres_version = "unknown"
     try:
         with bench._tracker().views.transaction() as tx:
@@ -1112,6 +1171,15 @@ def write_outputs(bench: Bench) -> None:
     print("\n".join(report.figure_table(bench.figures, previous)))
 
 
+def _same_parameters(previous: dict[str, Any], o: Options) -> bool:
+    history = previous.get("meta", {}).get("history", {})
+    return bool(
+        history.get("offenders") == o.offenders
+        and history.get("years") == f"{o.first_year}-{o.last_year}"
+        and previous.get("meta", {}).get("quick") == o.quick
+    )
+
+
 def _note(bench: Bench) -> str:
     o = bench.options
     notes = []
@@ -1121,9 +1189,26 @@ def _note(bench: Bench) -> str:
             " phases; its figures say little about the tracker at scale."
         )
     elif o.offenders != 90_000 or (o.first_year, o.last_year) != (2001, 2010):
+        minutes = (time.monotonic() - bench.started) / 60
+        scale = 90_000 / max(o.offenders, 1) * 10 / (o.last_year - o.first_year + 1)
         notes.append(
             f"**Not the full national scale**: {o.offenders:,} offenders,"
-            f" {o.first_year}-{o.last_year}. The full run is `scripts/bench`."
+            f" {o.first_year}-{o.last_year}, because at the tracker's present rates the full"
+            f" run (`scripts/bench`: 90,000 offenders, ten years) would take about"
+            f" {minutes * scale:.0f} minutes on this machine against this run's {minutes:.0f}."
+        )
+    others = [usage.get("others", 0.0) for usage in bench.cpu.values()]
+    if others and max(others) >= 0.2:
+        notes.append(
+            "**The machine was shared**: other work used up to"
+            f" {max(others):.1f} of its {os.cpu_count()} cores during the phases (the"
+            " `others` column of the CPU table), so the tracker's figures and the anchors"
+            " are both lower than on a quiet machine."
+        )
+    if RETRIED:
+        notes.append(
+            f"The bench's own queries were retried {len(RETRIED)} times while the database"
+            " or the broker was restarted by other work on the machine."
         )
     if o.profile:
         notes.append("**Profiled** (`--profile`): the processes ran under cProfile.")
