@@ -159,7 +159,8 @@ class ProjectionWriter:
     rebalance, and then the stored history is read again.
     """
 
-    CACHE_SIZE = 50_000
+    # Bounded so that a national-scale catch-up stays well under a GiB per process.
+    CACHE_SIZE = 10_000
 
     def __init__(self, database: ViewDatabase, projection: Projection) -> None:
         self.database = database

@@ -66,25 +66,34 @@ class VictimAlertsProjection(Projection):
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         raised_at = self.clock().isoformat()
-        for history in offenders:
-            if not _may_change_alerts(history):
-                continue
+        judged = [h for h in offenders if _may_change_alerts(h)]
+        on_record = _raised_for(tx, [h.offender_id for h in judged])
+        rows: list[tuple[Any, ...]] = []
+        for history in judged:
+            raised = on_record.get(history.offender_id, {})
             for end in _moments_to_judge(history):
-                self._raise(tx, history, history.documents[:end], raised_at)
+                for alert in self._plan(history.documents[:end], raised):
+                    raised[alert.alert_id] = alert
+                    rows.append((*_alert_row(alert), history.offender_id, raised_at))
+        if not rows:
+            return
+        first = _next_sequence(tx)
+        columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at", "sequence"))
+        marks = ", ".join(["%s"] * (len(_ALERT_FIELDS) + 3))
+        tx.executemany(
+            f"INSERT INTO victim_alerts ({columns}) VALUES ({marks}) "
+            "ON CONFLICT (alert_id) DO NOTHING",
+            [(*row, first + n) for n, row in enumerate(rows)],
+        )
 
-    def _raise(
-        self, tx: Transaction, history: OffenderHistory, documents: History, raised_at: str
-    ) -> None:
+    def _plan(self, documents: History, raised: dict[str, Alert]) -> list[Alert]:
+        """What to raise, judging these documents, given the alerts on record."""
         derived = derive_alerts(documents, self.lead_times)
         # During a rebuild the history is replayed from zero while the alerts on record
         # stay: an alert about an event not replayed yet is not "no longer due", so only
         # alerts about events in the history so far may be judged for correction.
         known = {document["eventId"] for document in documents}
-        already = {
-            alert_id: alert
-            for alert_id, alert in _raised_for(tx, history.offender_id).items()
-            if alert.event_id in known
-        }
+        already = {alert_id: a for alert_id, a in raised.items() if a.event_id in known}
         # plan_alerts corrects every alert on record that is no longer derived. Replaying a
         # history, the alerts on record include ones that rest on facts not replayed yet;
         # only a retraction ever undoes an alert, so only those whose support has been
@@ -98,21 +107,7 @@ class VictimAlertsProjection(Projection):
             and alert.kind != CORRECTION
             and not _support(alert, documents) & retracted
         ]
-        rows = [
-            (*_alert_row(alert), history.offender_id, raised_at)
-            for alert in plan_alerts([*derived, *kept], already)
-        ]
-        if not rows:
-            return
-        first = _next_sequence(tx)
-        rows = [(*row, first + n) for n, row in enumerate(rows)]
-        columns = ", ".join((*_ALERT_FIELDS, "offender_id", "raised_at", "sequence"))
-        marks = ", ".join(["%s"] * (len(_ALERT_FIELDS) + 3))
-        tx.executemany(
-            f"INSERT INTO victim_alerts ({columns}) VALUES ({marks}) "
-            "ON CONFLICT (alert_id) DO NOTHING",
-            rows,
-        )
+        return plan_alerts([*derived, *kept], already)
 
 
 def _retracted_ids(documents: History) -> set[str]:
@@ -203,13 +198,20 @@ def _alert_row(alert: Alert) -> tuple[Any, ...]:
     return tuple(values[f] for f in _ALERT_FIELDS)
 
 
-def _raised_for(tx: Transaction, offender_id: str) -> dict[str, Alert]:
-    tx.execute(
-        f"SELECT {', '.join(_ALERT_FIELDS)} FROM victim_alerts WHERE offender_id = %s",
-        (offender_id,),
-    )
-    alerts = [_alert_from(row) for row in tx.fetchall()]
-    return {a.alert_id: a for a in alerts}
+def _raised_for(tx: Transaction, offender_ids: Sequence[str]) -> dict[str, dict[str, Alert]]:
+    """The alerts on record of each of these offenders (one query per few hundred)."""
+    found: dict[str, dict[str, Alert]] = {}
+    for start in range(0, len(offender_ids), 500):
+        chunk = offender_ids[start : start + 500]
+        tx.execute(
+            f"SELECT offender_id, {', '.join(_ALERT_FIELDS)} FROM victim_alerts "
+            f"WHERE offender_id IN ({', '.join(['%s'] * len(chunk))})",
+            tuple(chunk),
+        )
+        for row in tx.fetchall():
+            alert = _alert_from(row[1:])
+            found.setdefault(str(row[0]), {})[alert.alert_id] = alert
+    return found
 
 
 def _alert_from(row: Sequence[Any]) -> Alert:
