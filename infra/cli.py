@@ -24,6 +24,7 @@ from infra.bootstrap import Tracker, bootstrap
 from infra.encryption import StoreKeyError
 from infra.logs import configure_logging
 from infra.settings import Settings
+from projections.statistical_return.areas import AreasFileError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -41,8 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"mappa: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except StoreKeyError as error:
-        # A wrong or missing MAPPA_CIPHER_KEY: refuse with the reason, not a traceback.
+    except (StoreKeyError, AreasFileError) as error:
+        # A wrong or missing MAPPA_CIPHER_KEY, a broken MAPPA_AREAS file: the reason, not a
+        # traceback.
         print(f"mappa: {error}", file=sys.stderr)
         return EXIT_USAGE
 

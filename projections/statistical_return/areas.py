@@ -38,7 +38,7 @@ class Area(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     code: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    name: str = ""  # optional: an area without one is called by its code
     bcus: tuple[str, ...] = ()
     # Keyed by the reporting year's first calendar year ("2004" is 2004/05).
     population: dict[int, int] = Field(default_factory=dict)
@@ -109,9 +109,19 @@ class AreaCatalogue(BaseModel):
         return found.release_notice_lead_times.get(key) if found else None
 
 
+class AreasFileError(ValueError):
+    """The areas reference data file is missing or does not conform."""
+
+
 def load_areas(path: Path = DEFAULT_AREAS_PATH) -> AreaCatalogue:
-    """Read and validate an areas reference data file."""
-    return AreaCatalogue.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    """Read and validate an areas reference data file; raise :class:`AreasFileError`
+    saying which file and what is wrong."""
+    try:
+        return AreaCatalogue.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AreasFileError(f"areas reference data {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise AreasFileError(f"areas reference data {path} is invalid: {error}") from None
 
 
 def areas_path(explicit: Path | str | None = None) -> Path:

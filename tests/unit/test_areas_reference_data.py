@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from projections.statistical_return.areas import (
     AREAS_ENV_VAR,
     DEFAULT_AREAS_PATH,
     AreaCatalogue,
+    AreasFileError,
     areas_path,
     load_areas,
 )
@@ -146,7 +146,7 @@ def test_contract_example_loads(tmp_path: Path) -> None:
 def test_invalid_reference_data_is_refused(tmp_path: Path, bad_area: dict[str, object]) -> None:
     path = tmp_path / "areas.json"
     path.write_text(json.dumps({"areas": [bad_area]}), encoding="utf-8")
-    with pytest.raises(ValidationError):
+    with pytest.raises(AreasFileError):
         load_areas(path)
 
 
@@ -154,7 +154,7 @@ def test_duplicate_area_codes_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "areas.json"
     area = {"code": "WM", "name": "West Mercia"}
     path.write_text(json.dumps({"areas": [area, area]}), encoding="utf-8")
-    with pytest.raises(ValidationError, match="more than once"):
+    with pytest.raises(AreasFileError, match="more than once"):
         load_areas(path)
 
 
@@ -166,3 +166,20 @@ def test_areas_path_prefers_the_option_then_the_environment(
     monkeypatch.setenv(AREAS_ENV_VAR, str(tmp_path / "env.json"))
     assert areas_path() == tmp_path / "env.json"
     assert areas_path(tmp_path / "option.json") == tmp_path / "option.json"
+
+
+def test_a_missing_or_malformed_areas_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AreasFileError, match="No such file"):
+        load_areas(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"areas": [{"code": "XX", "population": {"2004": "many"}}]}')
+    with pytest.raises(AreasFileError, match=r"broken\.json is invalid"):
+        load_areas(broken)
+
+
+def test_an_area_may_omit_its_name_bcus_and_lead_times(tmp_path: Path) -> None:
+    minimal = tmp_path / "minimal.json"
+    minimal.write_text('{"areas": [{"code": "XX", "population": {"2004": 100000}}]}')
+    catalogue = load_areas(minimal)
+    assert catalogue.population_for("XX", 2006) == 100000
+    assert catalogue.lead_time_for("XX", 3) is None
