@@ -192,7 +192,9 @@ class Services:
         self.require(principal, principal.is_unit_of(area), "caseload.read", f"area:{area}")
         check_day(on)
         with self.tracker.views.transaction() as tx:
-            answer: dict[str, Any] = caseload(tx, area, on, within).to_json()
+            answer: dict[str, Any] = caseload(
+                tx, area, on, within, lead_times=self.tracker.areas.lead_time_for
+            ).to_json()
             append(tx, self.clock(), actor_of(principal), "caseload.read", f"area:{area}",
                    detail={"offenders": offenders_named(answer)})  # fmt: skip
         return answer
