@@ -1001,8 +1001,16 @@ def limits(bench: Bench) -> dict[str, str]:
             f" {usage.get('postgres', 0):.2f}, the broker {usage.get('kafka', 0):.2f}, other"
             f" work on the machine {others:.2f}; the machine was {machine:.0%} busy"
         )
+        postgres = usage.get("postgres", 0.0)
         if own >= 0.85:
             text += ": bound by the process's own Python CPU (one core, single-threaded)."
+        elif own + postgres >= 0.85 and postgres >= 0.15:
+            text += (
+                ": a serial loop, the process computing while PostgreSQL waits and then"
+                f" waiting while PostgreSQL runs the batch's queries ({own:.2f} +"
+                f" {postgres:.2f} cores, about one core together): both shares would have to"
+                " shrink."
+            )
         elif machine >= 0.85 and others >= 0.3:
             text += (
                 ": bound by CPU, of which other work on the machine took a large share"
@@ -1010,7 +1018,9 @@ def limits(bench: Bench) -> dict[str, str]:
             )
         elif machine >= 0.85:
             text += ": bound by the machine's CPU, shared with the servers."
-        elif usage.get("postgres", 0.0) >= 0.3:
+        elif own >= 0.7:
+            text += ": mostly the process's own Python CPU (one core, single-threaded)."
+        elif postgres >= 0.3:
             text += ": much of the time is spent in PostgreSQL, in the queries of each batch."
         else:
             text += ": waiting on round trips (database or broker) more than computing."
