@@ -10,6 +10,7 @@ from the stored histories, keeping only what had been recorded by then.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Any
 from projections.base import OffenderHistory, Projection, load_histories
 from projections.ports import Transaction
 from projections.statistical_return.rules import (
+    OffenderTimeline,
     build_timeline,
     compute_return,
     return_from_timelines,
@@ -77,6 +79,14 @@ def _areas_named(history: OffenderHistory) -> set[str]:
     return areas
 
 
+@functools.lru_cache(maxsize=100_000)
+def _decoded(text: str) -> OffenderTimeline:
+    # Keyed by the stored text itself, so a changed timeline is simply a new entry; a
+    # process answering many returns (the national tables, the web service) decodes each
+    # offender's timeline once. Timelines are immutable.
+    return timeline_from_json(json.loads(text))
+
+
 def statistical_return(
     tx: Transaction,
     area: str,
@@ -93,7 +103,7 @@ def statistical_return(
             "ON a.offender_id = t.offender_id WHERE a.area = %s ORDER BY t.offender_id",
             (area,),
         )
-        timelines = [timeline_from_json(json.loads(row[0])) for row in tx.fetchall()]
+        timelines = [_decoded(row[0]) for row in tx.fetchall()]
         return return_from_timelines(timelines, area, year, layout, None, population)
     tx.execute("SELECT offender_id FROM return_offender_areas WHERE area = %s", (area,))
     offender_ids = [str(row[0]) for row in tx.fetchall()]
