@@ -92,7 +92,9 @@ class Tracker:
         writer = self.writer(name)
         writer.reset()
         log.info("projection reset", projection=name)
-        return self.catch_up([name], on_batch)[name]
+        applied = self.catch_up([name], on_batch)[name]
+        writer.forget()  # a rebuild of every projection in one process: one cache at a time
+        return applied
 
     def close(self) -> None:
         self.views.close()

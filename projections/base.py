@@ -223,6 +223,10 @@ class ProjectionWriter:
             self.projection.reset(tx)
         self._cache.clear()
 
+    def forget(self) -> None:
+        """Drop the in-memory cache (after a rebuild, to give the memory back)."""
+        self._cache.clear()
+
     def _load(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
         histories = self._cached(tx, offender_ids)
         ids = sorted(str(i) for i in offender_ids if i not in histories)
