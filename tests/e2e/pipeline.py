@@ -122,6 +122,26 @@ class Pipeline:
     def tracker(self) -> Tracker:
         return bootstrap(self.settings)
 
+    def settled(self, projections: tuple[str, ...] = PROJECTIONS) -> bool:
+        """Everything sent has been ingested, relayed and projected by ``projections``."""
+        self.assert_running()
+        names = topics(self.settings)
+        if self.lag("ingest", names.inbound):
+            return False
+        tracker = self.tracker()
+        try:
+            with tracker.views.transaction() as tx:
+                tx.execute(
+                    "SELECT position FROM projection_positions WHERE projection = 'relay' "
+                    "AND upstream = 'offenders'"
+                )
+                row = tx.fetchone()
+            if not row or int(row[0]) < tracker.max_notification_id():
+                return False
+        finally:
+            tracker.close()
+        return all(self.lag(f"projector-{p}", names.offender_events) == 0 for p in projections)
+
     def lag(self, process: str, topic: str) -> int:
         names = topics(self.settings)
         return sum(p.lag for p in group_lag(kafka_bootstrap(), names.group(process), [topic]))

@@ -50,23 +50,7 @@ class Run:
 
 def alerts_settled(pipeline: Pipeline) -> bool:
     """Everything sent is ingested, relayed and projected into alerts."""
-    pipeline.assert_running()
-    names = topics(pipeline.settings)
-    if pipeline.lag("ingest", names.inbound):
-        return False
-    tracker = pipeline.tracker()
-    try:
-        with tracker.views.transaction() as tx:
-            tx.execute(
-                "SELECT position FROM projection_positions WHERE projection = 'relay' "
-                "AND upstream = 'offenders'"
-            )
-            row = tx.fetchone()
-        if not row or int(row[0]) < tracker.max_notification_id():
-            return False
-    finally:
-        tracker.close()
-    return pipeline.lag("projector-victim-alerts", names.offender_events) == 0
+    return pipeline.settled(("victim-alerts",))
 
 
 def alert_rows(pipeline: Pipeline) -> list[Row]:

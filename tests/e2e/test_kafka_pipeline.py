@@ -18,7 +18,6 @@ from infra.settings import Settings
 from projections.statistical_return.projection import statistical_return
 from tests.conftest import _create_schema, _drop_schema
 from tests.e2e.pipeline import (
-    PROJECTIONS,
     Pipeline,
     consume_all,
     send_with_kcat,
@@ -99,26 +98,7 @@ def _without_recorded_at(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def settled(pipeline: Pipeline) -> bool:
-    """Everything sent has been ingested, relayed, projected and published."""
-    pipeline.assert_running()
-    names = topics(pipeline.settings)
-    if pipeline.lag("ingest", names.inbound):
-        return False
-    tracker = pipeline.tracker()
-    try:
-        with tracker.views.transaction() as tx:
-            tx.execute(
-                "SELECT position FROM projection_positions WHERE projection = 'relay' "
-                "AND upstream = 'offenders'"
-            )
-            row = tx.fetchone()
-        if not row or int(row[0]) < tracker.max_notification_id():
-            return False
-    finally:
-        tracker.close()
-    return all(
-        pipeline.lag(f"projector-{name}", names.offender_events) == 0 for name in PROJECTIONS
-    )
+    return pipeline.settled()
 
 
 def published_alerts(pipeline: Pipeline) -> list[str]:
