@@ -46,6 +46,7 @@ from projections.statistical_return.rules import (
     State,
     build_timeline,
     compute_return,
+    counted_sfo_charges,
     default_layout,
     to_instant,
 )
@@ -409,39 +410,16 @@ class _Why:
                 self._cause(index, part)
 
     def _sfo_outcome(self, outcome: str) -> None:
-        # The selection of the SFO outcome rule (rules._Tally._sfo_outcomes), charge by charge.
-        period, timeline = self.period, self.timeline
-        charged: set[str] = set()
-        for occurrence in timeline.occurrences:
-            offence = occurrence.info.get("offence")
-            if occurrence.event_type != "offence.charged" or not offence or offence == "other":
-                continue
-            if occurrence.at >= period.snapshot:
-                break
-            charge_id = str(occurrence.info.get("chargeId", occurrence.event_id))
-            if charge_id in charged:
-                continue
-            charged.add(charge_id)
-            state = occurrence.state
-            if state.area != period.area or state.level not in _MANAGED_LEVELS:
-                continue
-            if occurrence.at < period.start and timeline.latest_disposal(charge_id, period.start):
-                continue
-            disposal = timeline.latest_disposal(charge_id, period.snapshot)
-            if disposal is None:
-                bucket = "remain_charged"
-            elif disposal.outcome == "convicted":
-                bucket = "convicted"
-            else:
-                bucket = "other_outcome"
+        timeline = self.timeline
+        for charge, disposal, bucket in counted_sfo_charges(timeline, self.period):
             if bucket != outcome:
                 continue
-            self._cite(occurrence.event_id, "counted: the charge")
+            self._cite(charge.event_id, "counted: the charge")
             if disposal is not None:
                 self._cite(
                     disposal.event_id, f"latest disposal before 31 March: {disposal.outcome}"
                 )
-            index = bisect_right(timeline.starts, occurrence.at) - 1
+            index = bisect_right(timeline.starts, charge.at) - 1
             self._cause(index, "level")
             self._cause(index, "area")
 

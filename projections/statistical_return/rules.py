@@ -581,38 +581,49 @@ class _Tally:
                 self.ix.setdefault((level, "c"), set()).add(offender)
 
     def _sfo_outcomes(self, timeline: OffenderTimeline) -> None:
-        # Counting charges, not offenders: a charge is its chargeId (scoped to the
-        # offender); a repeated charge document for the same id is the same charge.
-        period = self.period
-        charged: set[str] = set()
-        for occurrence in timeline.occurrences:
-            if occurrence.event_type != _CHARGED or not _is_sfo(occurrence.info):
-                continue
-            if occurrence.at >= period.snapshot:
-                break
-            charge_id = str(occurrence.info.get("chargeId", occurrence.event_id))
-            if charge_id in charged:
-                continue
-            charged.add(charge_id)
-            # "against offenders then at level 2 or 3 in the area": at the charge.
-            state = occurrence.state
-            if state.area != period.area or state.level not in _MANAGED_LEVELS:
-                continue
-            # A charge made before P counts only when "undisposed when P began",
-            # i.e. no disposal before P0 ("remained charged ... at 31 March").
-            if occurrence.at < period.start and timeline.latest_disposal(charge_id, period.start):
-                continue
-            # "each by its latest disposal before S".
-            disposal = timeline.latest_disposal(charge_id, period.snapshot)
-            if disposal is None:
-                self.sfo["remain_charged"] += 1
-            elif disposal.outcome == "convicted":
-                self.sfo["convicted"] += 1
-            else:
-                self.sfo["other_outcome"] += 1
+        for _charge, _disposal, bucket in counted_sfo_charges(timeline, self.period):
+            self.sfo[bucket] += 1
 
     def order_count(self, order_type: str, event_type: str) -> int:
         return self.orders.get((order_type, event_type), 0)
+
+
+def counted_sfo_charges(
+    timeline: OffenderTimeline, period: ReportingPeriod
+) -> Iterator[tuple[Occurrence, Disposal | None, str]]:
+    """The SFO charges ``sfo_outcomes`` counts for one offender: each charge, its latest
+    disposal before S (None: still charged) and its bucket (``convicted``,
+    ``other_outcome`` or ``remain_charged``).
+
+    Counting charges, not offenders: a charge is its chargeId (scoped to the offender); a
+    repeated charge document for the same id is the same charge.
+    """
+    charged: set[str] = set()
+    for occurrence in timeline.occurrences:
+        if occurrence.event_type != _CHARGED or not _is_sfo(occurrence.info):
+            continue
+        if occurrence.at >= period.snapshot:
+            break
+        charge_id = str(occurrence.info.get("chargeId", occurrence.event_id))
+        if charge_id in charged:
+            continue
+        charged.add(charge_id)
+        # "against offenders then at level 2 or 3 in the area": at the charge.
+        state = occurrence.state
+        if state.area != period.area or state.level not in _MANAGED_LEVELS:
+            continue
+        # A charge made before P counts only when "undisposed when P began",
+        # i.e. no disposal before P0 ("remained charged ... at 31 March").
+        if occurrence.at < period.start and timeline.latest_disposal(charge_id, period.start):
+            continue
+        # "each by its latest disposal before S".
+        disposal = timeline.latest_disposal(charge_id, period.snapshot)
+        if disposal is None:
+            yield occurrence, None, "remain_charged"
+        elif disposal.outcome == "convicted":
+            yield occurrence, disposal, "convicted"
+        else:
+            yield occurrence, disposal, "other_outcome"
 
 
 def _is_sfo(info: Mapping[str, Any]) -> bool:
