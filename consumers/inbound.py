@@ -24,32 +24,15 @@ from typing import Any
 
 import structlog
 from eventsourcing.persistence import Tracking
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
-from consumers.projector import commit_hint, upstream_of
+from consumers.projector import SeekToStoredPositions, commit_hint, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
-from infra.eventstore import OffenderRecords
 
 log = structlog.get_logger(__name__)
-
-
-class _SeekToStoredPositions(ConsumerRebalanceListener):
-    def __init__(self, consumer: Any, records: OffenderRecords) -> None:
-        self.consumer = consumer
-        self.records = records
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        log.info("partitions revoked", partitions=sorted(upstream_of(tp) for tp in revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        for partition in assigned:
-            position = self.records.position(upstream_of(partition))
-            if position:
-                self.consumer.seek(partition, position)
-        log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
 
 
 class InboundConsumer:
@@ -70,7 +53,10 @@ class InboundConsumer:
     def run(self, shutdown: Shutdown) -> None:
         records = self.service.records
         self.consumer.subscribe(
-            [self.topic], listener=_SeekToStoredPositions(self.consumer, records)
+            [self.topic],
+            listener=SeekToStoredPositions(
+                self.consumer, lambda partition: records.position(upstream_of(partition))
+            ),
         )
         log.info("ingest started", topic=self.topic)
         try:

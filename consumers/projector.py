@@ -38,7 +38,10 @@ def commit_hint(consumer: Any, partition: TopicPartition, next_offset: int) -> N
         log.warning("offset commit failed", upstream=upstream_of(partition), error=repr(error))
 
 
-class _SeekToStoredPositions(ConsumerRebalanceListener):
+class SeekToStoredPositions(ConsumerRebalanceListener):
+    """On every assignment, seek each partition to the position stored in the database
+    (``stored``), the truth of what was consumed; Kafka's committed offset is a hint."""
+
     def __init__(self, consumer: Any, stored: Callable[[TopicPartition], int]) -> None:
         self.consumer = consumer
         self.stored = stored
@@ -68,7 +71,7 @@ class KafkaProjector:
     def run(self, shutdown: Shutdown) -> None:
         self.consumer.subscribe(
             [self.topic],
-            listener=_SeekToStoredPositions(
+            listener=SeekToStoredPositions(
                 self.consumer, lambda tp: self.writer.position(upstream_of(tp))
             ),
         )
