@@ -147,6 +147,17 @@ class Pipeline:
         return sum(p.lag for p in group_lag(kafka_bootstrap(), names.group(process), [topic]))
 
 
+def kcat_producer(topic: str) -> list[str]:
+    """kcat producing tab-keyed lines with Kafka's default partitioner (murmur2), as the
+    README asks of every agency's producer: librdkafka's own default (CRC32) would put
+    an offender's documents on another partition than kafka-python or Java clients do,
+    so they could reach the tracker out of order."""
+    return [
+        "kcat", "-P", "-b", kafka_bootstrap(), "-t", topic, "-K", "\t",
+        "-X", "acks=all", "-X", "topic.partitioner=murmur2_random",
+    ]  # fmt: skip
+
+
 def send_with_kcat(pipeline: Pipeline, lines: list[str]) -> None:
     """Produce lines to the inbound topic with kcat, an independent client (key: MAPPA ref)."""
     keyed = []
@@ -159,7 +170,7 @@ def send_with_kcat(pipeline: Pipeline, lines: list[str]) -> None:
         keyed.append(f"{key}\t{line}")
     topic = topics(pipeline.settings).inbound
     subprocess.run(
-        ["kcat", "-P", "-b", kafka_bootstrap(), "-t", topic, "-K", "\t", "-X", "acks=all"],
+        kcat_producer(topic),
         input=("\n".join(keyed) + "\n").encode(),
         check=True,
         timeout=120,

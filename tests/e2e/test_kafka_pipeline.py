@@ -244,3 +244,21 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons_and_later_ones_ar
         assert len(stored) == len({json.loads(line)["eventId"] for line in good})
     finally:
         tracker.close()
+
+
+def test_an_offenders_documents_share_one_partition_whether_kcat_or_mappa_produce_sends_them(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    lines = [line for line in write_history(tmp_path / "h.jsonl", offenders=40, seed=5) if line]
+    by_kafka_python = tmp_path / "again.jsonl"
+    by_kafka_python.write_text("\n".join(lines) + "\n")
+    assert pipeline.mappa("produce", str(by_kafka_python)).returncode == 0
+    send_with_kcat(pipeline, lines)
+
+    partitions: dict[bytes, set[int]] = {}
+    for message in consume_all(pipeline, topics(pipeline.settings).inbound):
+        if message.key in (None, b"unreadable"):
+            continue  # the history's deliberately unreadable lines have no MAPPA reference
+        partitions.setdefault(message.key, set()).add(message.partition)
+    assert len(partitions) > 30
+    assert {key: p for key, p in partitions.items() if len(p) > 1} == {}
