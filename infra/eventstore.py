@@ -86,6 +86,34 @@ class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
                 "offender_id UUID NOT NULL, event_type TEXT NOT NULL)"
             ).format(schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE))
         )
+        # The library sends a batch as one array of a composite type, which psycopg dumps
+        # as escaped text (each event's bytes hex-encoded, then escaped again by regular
+        # expressions): about 60 us an event, a quarter of ingest. Four arrays of plain
+        # types in binary give PostgreSQL the same rows for a fraction of the work.
+        self._insert_columns_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """As the library's (lock the table, notify, insert returning notification ids), in
+        binary columns."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
 
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -95,11 +123,13 @@ class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
         rows: list[IndexRow] = kwargs.get("event_index") or []
         if rows:
-            curs.executemany(
-                SQL("INSERT INTO {schema}.{table} VALUES (%s, %s, %s)").format(
-                    schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE)
-                ),
-                rows,
+            # One statement of three arrays, not a pipelined statement per row.
+            curs.execute(
+                SQL(
+                    "INSERT INTO {schema}.{table} "
+                    "SELECT * FROM unnest(%b::text[], %b::uuid[], %b::text[])"
+                ).format(schema=Identifier(self.datastore.schema), table=Identifier(INDEX_TABLE)),
+                tuple(map(list, zip(*rows, strict=True))),
             )
 
     def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
@@ -172,7 +202,12 @@ class OffenderRecords(Application[UUID]):
         policy does), so this builds the library's ``ProcessingEvent`` directly.
         """
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-        processing_event.collect_events(*offenders, event_index=event_index)
+        # What ProcessingEvent.collect_events() does, without its two isinstance() checks
+        # against runtime protocols per aggregate (25 us each, a tenth of ingest).
+        for offender in offenders:
+            processing_event.events.extend(offender.collect_events())
+            processing_event.aggregates[offender.id] = offender
+        processing_event.saved_kwargs["event_index"] = event_index
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
