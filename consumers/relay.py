@@ -9,13 +9,12 @@ batch again after restart; projectors skip the repeats by stream version.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
 from consumers.runtime import Shutdown, Stopped, with_retries
-from consumers.wire import encode_event, encode_key
-from domain.events import OffenderEvent
+from consumers.wire import encode_stored
 from infra.eventstore import OffenderRecords
 from projections.base import create_common_tables, read_position, write_position
 from projections.ports import ViewDatabase
@@ -56,11 +55,13 @@ class Relay:
         if not notifications:
             return 0
         futures = []
+        mapper = self.records.mapper
         for notification in notifications:
-            event = cast(OffenderEvent, self.records.mapper.to_domain_event(notification))
             futures.append(
                 self.producer.send(
-                    self.topic, key=encode_key(event), value=encode_event(event, notification.id)
+                    self.topic,
+                    key=str(notification.originator_id).encode(),
+                    value=encode_stored(notification, mapper),
                 )
             )
         self.producer.flush()

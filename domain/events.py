@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
@@ -67,21 +68,12 @@ class InterchangeEvent(OffenderEvent):
     def to_document(self, *, with_recorded_at: bool = False) -> dict[str, Any]:
         """The interchange document of this event (what the agency sent, normalised); with
         ``recordedAt`` added, it is the "fact document" that projections fold."""
-        document: dict[str, Any] = {
-            "eventId": self.event_id,
-            "eventType": self.EVENT_TYPE,
-            "version": 1,
-            "occurredAt": self.occurred_at.isoformat(),
-            "source": self.source,
-            "personReference": {"identifiers": self.identifiers},
-            "area": self.area,
-        }
-        if self.description is not None:
-            document["description"] = self.description
-        document["additionalInformation"] = self.info()
-        if with_recorded_at:
-            document["recordedAt"] = self.recorded_at.isoformat()
-        return document
+        return document_of(
+            type(self),
+            self.__dict__,
+            occurred_at=self.occurred_at.isoformat(),
+            recorded_at=self.recorded_at.isoformat() if with_recorded_at else None,
+        )
 
     @classmethod
     def from_document(
@@ -107,13 +99,35 @@ class InterchangeEvent(OffenderEvent):
         )
         return event
 
-    def info(self) -> dict[str, Any]:
-        """This event's ``additionalInformation``, as the interchange format spells it."""
-        return {
-            key: getattr(self, name)
-            for name, key in self.info_fields().items()
-            if getattr(self, name) is not None
-        }
+
+def document_of(
+    event_class: type[InterchangeEvent],
+    fields: Mapping[str, Any],
+    occurred_at: str,
+    recorded_at: str | None = None,
+) -> dict[str, Any]:
+    """The interchange document of an event of ``event_class`` with these field values
+    (``occurred_at``, ``recorded_at``: ISO 8601 text), from the event or from its stored
+    state alike."""
+    document: dict[str, Any] = {
+        "eventId": fields["event_id"],
+        "eventType": event_class.EVENT_TYPE,
+        "version": 1,
+        "occurredAt": occurred_at,
+        "source": fields["source"],
+        "personReference": {"identifiers": fields["identifiers"]},
+        "area": fields["area"],
+    }
+    if fields.get("description") is not None:
+        document["description"] = fields["description"]
+    document["additionalInformation"] = {
+        key: fields[name]
+        for name, key in event_class.info_fields().items()
+        if fields.get(name) is not None
+    }
+    if recorded_at is not None:
+        document["recordedAt"] = recorded_at
+    return document
 
 
 @functools.cache

@@ -11,10 +11,11 @@ from the stored histories, keeping only what had been recorded by then.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from projections.base import OffenderHistory, Projection, load_histories
 from projections.ports import Transaction
@@ -60,7 +61,7 @@ class StatisticalReturnProjection(Projection):
             "INSERT INTO return_timelines (offender_id, timeline) VALUES (%s, %s) "
             "ON CONFLICT (offender_id) DO UPDATE SET timeline = excluded.timeline",
             [
-                (offender_id, json.dumps(timeline_to_json(timeline), separators=(",", ":")))
+                (offender_id, orjson.dumps(timeline_to_json(timeline)).decode())
                 for offender_id, timeline in timelines
                 if timeline is not None
             ],
@@ -84,7 +85,7 @@ def _decoded(text: str) -> OffenderTimeline:
     # Keyed by the stored text itself, so a changed timeline is simply a new entry; a
     # process answering many returns (the national tables, the web service) decodes each
     # offender's timeline once. Timelines are immutable.
-    return timeline_from_json(json.loads(text))
+    return timeline_from_json(orjson.loads(text))
 
 
 def statistical_return(

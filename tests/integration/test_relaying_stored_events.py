@@ -1,0 +1,83 @@
+"""The relay's messages, built straight from the stored JSON, are those of the domain events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from eventsourcing.cipher import AESCipher
+
+from consumers.wire import decode_event, encode_event, encode_stored
+from domain import events as ev
+from tests.builders import History
+from tests.conftest import TrackerFactory
+from tests.unit.test_interchange_format import EXAMPLES, example
+
+KEY = AESCipher.create_key(32)
+
+
+def every_kind_of_stored_event() -> History:
+    """One document of each of the 28 types, then a fact that raises a data-quality query
+    and one that clears it, so both of the tracker's own event types are stored too."""
+    h = History("WM-000123")
+    for event_type in sorted(EXAMPLES):
+        if event_type != "record.retracted":
+            unique = {"eventId": f"00000000-0000-4000-8000-{len(h.documents):012d}"}
+            h.documents.append(example(event_type) | unique)
+    released = h.add("custody.released", "2006-01-01T09:00:00+00:00", releaseType="licence")
+    h.retract(released, "2006-01-02T09:00:00+00:00")
+    # A recall while not on licence raises a query; a release placed before it clears it.
+    h.add("licence.recalled", "2006-02-01T09:00:00+00:00", reason="breach-of-conditions")
+    h.add("custody.released", "2006-01-20T09:00:00+00:00", releaseType="licence")
+    return h
+
+
+@pytest.mark.parametrize("cipher_key", [None, KEY], ids=["in clear", "encrypted"])
+def test_every_stored_event_relays_as_the_same_message_as_its_domain_event(
+    tracker_factory: TrackerFactory, cipher_key: str | None
+) -> None:
+    tracker = tracker_factory(cipher_key=cipher_key)
+    results = tracker.ingest_service().ingest(list(enumerate(every_kind_of_stored_event().facts())))
+    assert all(r.verdict.value == "accepted" for r in results), results
+
+    notifications = tracker.records.recorder.select_notifications(start=1, limit=1000)
+    topics = {n.topic for n in notifications}
+    assert {c.TOPIC for c in ev.INTERCHANGE_EVENT_CLASSES} <= topics
+    assert {ev.DataQualityQueryRaised.TOPIC, ev.DataQualityQueryCleared.TOPIC} <= topics
+    for notification in notifications:
+        domain_event = tracker.records.mapper.to_domain_event(notification)
+        fast = encode_stored(notification, tracker.records.mapper)
+        slow = encode_event(domain_event, notification.id)  # type: ignore[arg-type]
+        assert orjson.loads(fast) == orjson.loads(slow), notification.topic
+        assert decode_event(fast) == domain_event
+
+
+def test_an_event_the_library_would_upcast_is_relayed_the_slow_way(
+    tracker_factory: TrackerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = tracker_factory()
+    h = History("WM-000124")
+    h.add("mappa.category-assigned", "2005-01-01T09:00:00+00:00", category=1)
+    tracker.ingest_service().ingest(list(enumerate(h.facts())))
+    notification = next(
+        n
+        for n in tracker.records.recorder.select_notifications(start=1, limit=10)
+        if n.topic == ev.CategoryAssigned.TOPIC
+    )
+    mapper = tracker.records.mapper
+    event = mapper.to_domain_event(notification)
+    relayed_by_domain_event: list[Any] = []
+
+    def to_domain_event(stored: Any) -> Any:
+        relayed_by_domain_event.append(stored)
+        return event
+
+    monkeypatch.setattr(mapper, "to_domain_event", to_domain_event)
+    encode_stored(notification, mapper)
+    assert relayed_by_domain_event == []  # the fast path, as a rule
+
+    monkeypatch.setattr(ev.CategoryAssigned, "class_version", 2, raising=False)
+    message = encode_stored(notification, mapper)
+    assert relayed_by_domain_event == [notification]
+    assert orjson.loads(message) == orjson.loads(encode_event(event, notification.id))  # type: ignore[arg-type]
