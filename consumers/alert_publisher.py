@@ -79,8 +79,11 @@ class AlertPublisher:
         tail_reader: Any,
         topic: str,
         batch_size: int = 500,
+        wakeup: Callable[[float], object] | None = None,
     ) -> None:
         self.views = views
+        # Waits when there is nothing to publish; by default a plain sleep (see infra.wakeup).
+        self.wakeup = wakeup
         self.producer_factory = producer_factory
         self.producer: Any = None
         self.tail_reader = tail_reader
@@ -125,7 +128,7 @@ class AlertPublisher:
             with_retries(self.start, shutdown, "start alert publisher")
             while not shutdown.requested:
                 if not with_retries(self.publish_once, shutdown, "publish alerts"):
-                    shutdown.wait(idle_wait)
+                    (self.wakeup or shutdown.wait)(idle_wait)
         except Stopped:
             pass  # an uncommitted transaction is aborted; its alerts are sent on restart
         finally:

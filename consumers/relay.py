@@ -9,6 +9,7 @@ batch again after restart; projectors skip the repeats by stream version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -33,8 +34,11 @@ class Relay:
         producer: Any,
         topic: str,
         batch_size: int = 1000,
+        wakeup: Callable[[float], object] | None = None,
     ) -> None:
         self.records = records
+        # Waits when there is nothing to publish; by default a plain sleep (see infra.wakeup).
+        self.wakeup = wakeup
         self.views = views
         self.producer = producer
         self.topic = topic
@@ -79,7 +83,7 @@ class Relay:
                 if published:
                     log.debug("relayed", events=published)
                 else:
-                    shutdown.wait(idle_wait)
+                    (self.wakeup or shutdown.wait)(idle_wait)
         except Stopped:
             pass  # the position was not moved: the batch will be published again
         finally:

@@ -26,13 +26,14 @@ from infra.eventstore import OffenderRecords
 from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
+from infra.wakeup import PostgresWakeup
 from projections.base import Delivery, ProjectionWriter
 from projections.caseload.projection import CaseloadProjection
 from projections.data_quality.projection import DataQualityProjection
 from projections.ports import ViewDatabase
 from projections.statistical_return.areas import AreaCatalogue, load_areas
 from projections.statistical_return.projection import StatisticalReturnProjection
-from projections.victim_alerts.projection import VictimAlertsProjection
+from projections.victim_alerts.projection import ALERTS_CHANNEL, VictimAlertsProjection
 
 log = structlog.get_logger(__name__)
 
@@ -193,6 +194,8 @@ def relay(tracker: Tracker) -> Relay:
         kafka.producer(servers),
         names.offender_events,
         tracker.settings.batch_size,
+        # The library NOTIFYs this channel on every insert into the event store.
+        wakeup=_wakeup(tracker, getattr(tracker.records.recorder, "channel_name", None)),
     )
 
 
@@ -217,4 +220,12 @@ def alert_publisher(tracker: Tracker) -> AlertPublisher:
         lambda: kafka.producer(servers, transactional_id=names.group("alert-publisher")),
         kafka.consumer(servers, None),
         names.victim_alerts,
+        wakeup=_wakeup(tracker, ALERTS_CHANNEL),
     )
+
+
+def _wakeup(tracker: Tracker, channel: str | None) -> Callable[[float], object] | None:
+    """On PostgreSQL, a wait that ends at the first NOTIFY on ``channel`` (None: a sleep)."""
+    if not tracker.settings.database_url or not channel:
+        return None
+    return PostgresWakeup(tracker.settings.database_url, channel).wait

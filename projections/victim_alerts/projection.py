@@ -26,6 +26,8 @@ from projections.victim_alerts.rules import (
 )
 
 NAME = "victim-alerts"
+# Told, on PostgreSQL, when alerts are raised: the publisher waits on it (infra.wakeup).
+ALERTS_CHANNEL = "mappa_victim_alerts"
 
 LeadTimes = Callable[[str, int], str | None]
 
@@ -88,6 +90,8 @@ class VictimAlertsProjection(Projection):
             "ON CONFLICT (alert_id) DO NOTHING",
             [(*row, first + n) for n, row in enumerate(rows)],
         )
+        if tx.dialect == "postgres":
+            tx.execute(f"NOTIFY {ALERTS_CHANNEL}")  # delivered at commit
 
     def _plan(self, documents: History, raised: dict[str, Alert]) -> list[Alert]:
         """What to raise, judging these documents, given the alerts on record."""
