@@ -86,6 +86,10 @@ class Tracker:
                 position = notifications[-1].id
                 if on_batch:
                     on_batch(name, len(notifications))
+            if applied[name] > 10 * self.settings.batch_size:
+                # After a long catch-up, give the histories cached on the way back before
+                # the next projection fills its own cache: one process feeds all of them.
+                writer.forget()
         return applied
 
     def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
