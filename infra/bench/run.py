@@ -1052,9 +1052,11 @@ def limits(bench: Bench) -> dict[str, str]:
     )
     latency = bench.details.get("alert latency", {})
     out["alerts.p99"] = (
-        "every stage polls and batches: ingest and the projector poll Kafka (up to 500 ms"
-        " when idle), the relay and the publisher poll the database (200 ms and 100 ms idle"
-        " waits), and each stage commits a database transaction per batch;"
+        "an alert crosses four processes, each batching and committing a database"
+        " transaction per batch: ingest and the projector long-poll Kafka (a fetch returns"
+        " as soon as a message arrives), the relay and the publisher wait for PostgreSQL's"
+        " NOTIFY of each commit (at most 200 ms and 100 ms), and the relay and publisher"
+        " wait for the broker's acknowledgements (the publisher's in a Kafka transaction);"
         f" {latency.get('alerts_measured', 0)} alerts measured, and the pipeline took"
         f" {latency.get('seconds_to_drain_after_the_load', 0):.0f} s after the load ended to"
         " catch up. The four processes share the machine's cores: "
@@ -1072,12 +1074,14 @@ def limits(bench: Bench) -> dict[str, str]:
         if "project.victim-alerts.rate" in out:
             out["project.victim-alerts.rate"] += unindexed
     out["return.area"] = (
-        "the return is replayed on each request from every stored history of the area's"
-        " offenders: loaded and decoded from the read model, then counted in Python."
+        "the return is counted on each request from the area's offenders' timelines (the"
+        " `return_timelines` read model): read from PostgreSQL, decoded (cached by content)"
+        " and counted in Python."
     )
     out["return.national"] = (
-        "the national tables replay, on each request, two years' returns of every area:"
-        " the read model's histories loaded, decoded and counted twice, in Python."
+        "the national tables count, on each request, two years' returns of every area from"
+        " the `return_timelines` read model: every timeline read from PostgreSQL, decoded"
+        " and counted in Python."
     )
     from projections.base import ProjectionWriter
 
@@ -1091,7 +1095,8 @@ def limits(bench: Bench) -> dict[str, str]:
     for key in figures.items:
         if key.startswith("memory."):
             out[key] = held + (
-                "and the rebuild holds one writer per projection, all in one process."
+                "and the rebuild replays the projections one after another in one process,"
+                " giving each writer's cache back before the next."
                 if key == "memory.rebuild"
                 else "and the process has one writer."
             )
