@@ -259,8 +259,7 @@ def _national_return(args: argparse.Namespace, settings: Settings) -> int:
     from projections.statistical_return.national import (
         format_national_csv,
         format_national_markdown,
-        national_returns,
-        national_tables,
+        national_tables_from_store,
         store_areas,
     )
 
@@ -275,15 +274,11 @@ def _national_return(args: argparse.Namespace, settings: Settings) -> int:
         if args.area:
             areas = [args.area]
         try:
-            this_year, last_year = (
-                national_returns(
-                    tx, areas, year, tracker.areas.population_for, args.layout, as_known_on
-                )
-                for year in (args.year, args.year - 1)
+            tables = national_tables_from_store(
+                tx, areas, args.year, tracker.areas.population_for, args.layout, as_known_on
             )
         except ValueError as error:
             raise UsageError(str(error)) from None
-    tables = national_tables(this_year, last_year, year=args.year)
     if args.format == "json":
         print(json.dumps(tables, indent=2))
     elif args.format == "csv":

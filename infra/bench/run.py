@@ -685,8 +685,7 @@ class Bench:
 
     def returns(self) -> None:
         from projections.statistical_return.national import (
-            national_returns,
-            national_tables,
+            national_tables_from_store,
             store_areas,
         )
         from projections.statistical_return.projection import statistical_return
@@ -713,11 +712,7 @@ class Bench:
         def national() -> None:
             with tracker.views.transaction() as tx:
                 areas = sorted({*store_areas(tx), *(a.code for a in tracker.areas.areas)})
-                this_year, last_year = (
-                    national_returns(tx, areas, y, tracker.areas.population_for)
-                    for y in (year, year - 1)
-                )
-            national_tables(this_year, last_year, year=year)
+                national_tables_from_store(tx, areas, year, tracker.areas.population_for)
 
         before = self.processes.cpu_snapshot()
         area_ms = [retrying(lambda: timed(one_area), "return") * 1000 for _ in range(repeats)]

@@ -226,8 +226,7 @@ class Services:
         self, principal: Principal, year: int, layout: str | None, as_known_on: datetime | None
     ) -> dict[str, Any]:
         from projections.statistical_return.national import (
-            national_returns,
-            national_tables,
+            national_tables_from_store,
             store_areas,
         )
 
@@ -236,16 +235,13 @@ class Services:
         with self.tracker.views.transaction() as tx:
             areas = sorted({*store_areas(tx), *(a.code for a in self.tracker.areas.areas)})
             try:
-                this_year, last_year = (
-                    national_returns(
-                        tx, areas, y, self.tracker.areas.population_for, layout, as_known_on
-                    )
-                    for y in (year, year - 1)
+                tables = national_tables_from_store(
+                    tx, areas, year, self.tracker.areas.population_for, layout, as_known_on
                 )
             except ValueError as error:
                 raise BadRequest(str(error)) from None
             append(tx, self.clock(), actor_of(principal), "national.read", target)
-        return national_tables(this_year, last_year, year=year)
+        return tables
 
     def explain(
         self,

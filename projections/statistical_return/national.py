@@ -198,18 +198,41 @@ def store_areas(tx: Transaction) -> list[str]:
 def national_returns(
     tx: Transaction,
     areas: Iterable[str],
+    years: Sequence[int],
+    population_for: Callable[[str, int], int | None],
+    layout: str | None = None,
+    as_known_on: datetime | None = None,
+) -> dict[int, list[dict[str, Any]]]:
+    """Each area's return for each of ``years``, from the stored timelines (or, as known on
+    an earlier moment, the stored histories). Each area's timelines are read and decoded
+    once for all the years: the national tables compare two."""
+    from projections.statistical_return.projection import area_timelines, statistical_return
+    from projections.statistical_return.rules import return_from_timelines
+
+    returns: dict[int, list[dict[str, Any]]] = {year: [] for year in years}
+    for area in areas:
+        timelines = area_timelines(tx, area) if as_known_on is None else None
+        for year in years:
+            population = population_for(area, year)
+            returns[year].append(
+                return_from_timelines(timelines, area, year, layout, None, population)
+                if timelines is not None
+                else statistical_return(tx, area, year, layout, as_known_on, population)
+            )
+    return returns
+
+
+def national_tables_from_store(
+    tx: Transaction,
+    areas: Iterable[str],
     year: int,
     population_for: Callable[[str, int], int | None],
     layout: str | None = None,
     as_known_on: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Each area's return for ``year``, from the stored histories."""
-    from projections.statistical_return.projection import statistical_return
-
-    return [
-        statistical_return(tx, area, year, layout, as_known_on, population_for(area, year))
-        for area in areas
-    ]
+) -> dict[str, Any]:
+    """The national tables of ``year`` (compared with the year before) for ``areas``."""
+    returns = national_returns(tx, areas, (year, year - 1), population_for, layout, as_known_on)
+    return national_tables(returns[year], returns[year - 1], year=year)
 
 
 # -------------------------------------------------------------------------- layouts

@@ -88,6 +88,16 @@ def _decoded(text: str) -> OffenderTimeline:
     return timeline_from_json(orjson.loads(text))
 
 
+def area_timelines(tx: Transaction, area: str) -> list[OffenderTimeline]:
+    """The stored timelines of every offender a history links to ``area``."""
+    tx.execute(
+        "SELECT t.timeline FROM return_timelines t JOIN return_offender_areas a "
+        "ON a.offender_id = t.offender_id WHERE a.area = %s ORDER BY t.offender_id",
+        (area,),
+    )
+    return [_decoded(row[0]) for row in tx.fetchall()]
+
+
 def statistical_return(
     tx: Transaction,
     area: str,
@@ -99,12 +109,7 @@ def statistical_return(
     """The contract's return for ``area`` and ``year``: from the stored timelines, or (as
     known on an earlier moment) from the stored histories."""
     if as_known_on is None:
-        tx.execute(
-            "SELECT t.timeline FROM return_timelines t JOIN return_offender_areas a "
-            "ON a.offender_id = t.offender_id WHERE a.area = %s ORDER BY t.offender_id",
-            (area,),
-        )
-        timelines = [_decoded(row[0]) for row in tx.fetchall()]
+        timelines = area_timelines(tx, area)
         return return_from_timelines(timelines, area, year, layout, None, population)
     tx.execute("SELECT offender_id FROM return_offender_areas WHERE area = %s", (area,))
     offender_ids = [str(row[0]) for row in tx.fetchall()]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from consumers.interchange import InvalidDocument, parse_document
 from infra.generator import generate_history
+from projections.statistical_return.national import national_returns, store_areas
 from projections.statistical_return.projection import statistical_return
 from tests.conftest import TrackerFactory
 
@@ -36,3 +37,30 @@ def test_the_read_model_counts_what_the_histories_count_for_every_year_and_layou
                     assert from_timelines == folded, (area, year, layout)
                     compared += from_timelines["i"] + from_timelines["viii_distinct"]
     assert compared > 0, "the history produced no figures to compare"
+
+
+def test_national_returns_of_several_years_are_each_years_area_returns(
+    tracker_factory: TrackerFactory,
+) -> None:
+    tracker = tracker_factory()
+    facts = []
+    for number, line in enumerate(generate_history("LON", 2003, 2006, 200, seed=4), start=1):
+        try:
+            facts.append((number, parse_document(line)))
+        except InvalidDocument:
+            continue
+    tracker.ingest_service().ingest(facts)
+    tracker.catch_up()
+    population = tracker.areas.population_for
+    with tracker.views.transaction() as tx:
+        areas = store_areas(tx)
+        assert len(areas) > 3  # a national history: people move between areas
+        for as_known_on in (None, datetime(2100, 1, 1, tzinfo=UTC)):
+            together = national_returns(tx, areas, (2005, 2004), population, "2008", as_known_on)
+            for year in (2005, 2004):
+                one_by_one = [
+                    statistical_return(tx, a, year, "2008", as_known_on, population(a, year))
+                    for a in areas
+                ]
+                assert together[year] == one_by_one
+        assert sum(r["i"] for r in together[2005]) > 0
