@@ -95,14 +95,13 @@ class _ArrayInserts:
     """
 
     def __init__(self) -> None:
-        self._statements: dict[tuple[str, str], tuple[str, tuple[int, ...]] | None] = {}
+        self._statements: dict[str, tuple[str, tuple[int, ...]] | None] = {}
 
     def rewrite(self, cursor: Any, sql: str) -> tuple[str, tuple[int, ...]] | None:
-        schema = cursor.connection.info.parameter_status("search_path") or ""
-        key = (schema, sql)
-        if key not in self._statements:
-            self._statements[key] = self._build(cursor, sql)
-        return self._statements[key]
+        # By statement alone: every schema the tracker creates gives a table the same types.
+        if sql not in self._statements:
+            self._statements[sql] = self._build(cursor, sql)
+        return self._statements[sql]
 
     def _build(self, cursor: Any, sql: str) -> tuple[str, tuple[int, ...]] | None:
         match = _INSERT_VALUES.match(sql)

@@ -6,22 +6,33 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from consumers.interchange import InvalidDocument, parse_document
+from domain.offender import ReportedFact
 from infra.generator import generate_history
 from projections.statistical_return.national import national_returns, store_areas
 from projections.statistical_return.projection import statistical_return
 from tests.conftest import TrackerFactory
 
 
-def test_the_read_model_counts_what_the_histories_count_for_every_year_and_layout(
-    tracker_factory: TrackerFactory,
-) -> None:
-    tracker = tracker_factory(batch_size=97)
+def conforming_facts(
+    area: str, first_year: int, last_year: int, offenders: int, seed: int
+) -> list[tuple[int, ReportedFact]]:
+    """A generated history's facts, by line number, without its deliberately bad lines."""
     facts = []
-    for number, line in enumerate(generate_history("WM", 2002, 2007, 150, seed=8), start=1):
+    for number, line in enumerate(
+        generate_history(area, first_year, last_year, offenders, seed=seed), start=1
+    ):
         try:
             facts.append((number, parse_document(line)))
         except InvalidDocument:
             continue
+    return facts
+
+
+def test_the_read_model_counts_what_the_histories_count_for_every_year_and_layout(
+    tracker_factory: TrackerFactory,
+) -> None:
+    tracker = tracker_factory(batch_size=97)
+    facts = conforming_facts("WM", 2002, 2007, 150, seed=8)
     for start in range(0, len(facts), 400):
         tracker.ingest_service().ingest(facts[start : start + 400])
         tracker.catch_up()
@@ -43,12 +54,7 @@ def test_national_returns_of_several_years_are_each_years_area_returns(
     tracker_factory: TrackerFactory,
 ) -> None:
     tracker = tracker_factory()
-    facts = []
-    for number, line in enumerate(generate_history("LON", 2003, 2006, 200, seed=4), start=1):
-        try:
-            facts.append((number, parse_document(line)))
-        except InvalidDocument:
-            continue
+    facts = conforming_facts("LON", 2003, 2006, 200, seed=4)
     tracker.ingest_service().ingest(facts)
     tracker.catch_up()
     population = tracker.areas.population_for
