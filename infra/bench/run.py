@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import math
 import os
@@ -580,6 +581,7 @@ class Bench:
         before = self.processes.cpu_snapshot()
         offer.start()
         latencies: list[float] = []
+        matched: list[dict[str, Any]] = []
         by_offender = 0
         unmatched = 0
         next_check = 0.0
@@ -591,6 +593,7 @@ class Bench:
                     unmatched += 1
                     continue
                 latencies.append(latency[0])
+                matched.append(alert)
                 by_offender += latency[1]
             self.processes.check_alive(*labels, "publish-alerts")
             if offer.error is not None:
@@ -622,6 +625,7 @@ class Bench:
             "max_ms": round(latencies[-1] * 1000, 1),
             "seconds_to_drain_after_the_load": round(drain_seconds, 1),
             "victim_alerts_sequence_indexed": retrying(self._sequence_indexed, "indexes"),
+            "stages": latency_stages(offer, matched),
         }
 
     def _sequence_indexed(self) -> bool:
@@ -849,7 +853,7 @@ class AlertReader:
 
         from infra.kafka import consumer
 
-        self.consumer: Any = consumer(bootstrap, None, fetch_max_wait_ms=10)
+        self.consumer: Any = consumer(bootstrap, None)
         partitions = [
             TopicPartition(topic, p)
             for p in sorted(self.consumer.partitions_for_topic(topic) or ())
@@ -859,9 +863,19 @@ class AlertReader:
         self.seen = 0
 
     def poll(self, timeout_ms: int) -> list[tuple[float, dict[str, Any]]]:
+        """(monotonic time received, alert) for each alert polled; each alert also gets
+        ``_published_ms`` (its message's CreateTime, when the publisher sent it) and
+        ``_received_ms`` (wall clock), for the latency's stages."""
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         received = time.monotonic()
-        alerts = [(received, json.loads(m.value)) for batch in polled.values() for m in batch]
+        received_ms = time.time() * 1000
+        alerts = []
+        for batch in polled.values():
+            for message in batch:
+                alert = json.loads(message.value)
+                alert["_published_ms"] = message.timestamp
+                alert["_received_ms"] = received_ms
+                alerts.append((received, alert))
         self.seen += len(alerts)
         return alerts
 
@@ -877,6 +891,7 @@ class SteadyOffer(threading.Thread):
         super().__init__(name="bench-steady-offer", daemon=True)
         self.bootstrap, self.topic, self.lines, self.rate = bootstrap, topic, lines, rate
         self.sent_at: dict[str, float] = {}
+        self.sent_wall_ms: dict[str, float] = {}
         self.sent_for: dict[str, list[float]] = {}
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -900,6 +915,7 @@ class SteadyOffer(threading.Thread):
                 event = history.event_id(value)
                 if event:
                     self.sent_at[event] = sent
+                    self.sent_wall_ms[event] = time.time() * 1000
                 if key:
                     self.sent_for.setdefault(key.decode(), []).append(sent)
                 sender.send(self.topic, key=key, value=value)
@@ -930,6 +946,60 @@ class SteadyOffer(threading.Thread):
             return None
         index = bisect.bisect_right(times, received)
         return (received - times[index - 1], 1) if index else None
+
+
+# Where an alert's time goes, from the clocks it passes (all on this machine's wall clock):
+# sent by the load -> recordedAt (stamped by ingest as it decides) -> raisedAt (stamped by
+# the projector as it derives the alert) -> the alert message's CreateTime (the publisher's
+# send) -> received by the reader.
+LATENCY_STAGES = (
+    ("ingest", "sent to recorded: inbound fetch, validation, decision"),
+    ("relay and projector", "recorded to raised: ingest's commit, relay, projector's fetch, fold"),
+    ("publisher", "raised to sent: projector's commit, NOTIFY, publisher's read and send"),
+    ("transaction and read", "sent to received: Kafka transaction commit, read-committed fetch"),
+)
+
+
+def latency_stages(offer: SteadyOffer, alerts: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """p50/p99 in ms of each stage, over the alerts matched to their event's line."""
+    stages: list[list[float]] = [[] for _ in LATENCY_STAGES]
+    for alert in alerts:
+        sent = offer.sent_wall_ms.get(str(alert.get("event_id")))
+        if sent is None or alert.get("kind") == "correction":
+            continue
+        try:
+            recorded = _epoch_ms(alert["recorded_at"])
+            raised = _epoch_ms(alert["raised_at"])
+        except (KeyError, ValueError):
+            continue
+        marks = (sent, recorded, raised, float(alert["_published_ms"]), alert["_received_ms"])
+        for stage, (start, end) in zip(stages, itertools.pairwise(marks), strict=True):
+            stage.append(max(0.0, end - start))
+    out: dict[str, dict[str, float]] = {}
+    for (name, _), values in zip(LATENCY_STAGES, stages, strict=True):
+        if values:
+            values.sort()
+            out[name] = {
+                "p50_ms": round(percentile(values, 0.5), 1),
+                "p99_ms": round(percentile(values, 0.99), 1),
+            }
+    return out
+
+
+def stages_text(stages: dict[str, dict[str, float]]) -> str:
+    if not stages:
+        return ""
+    parts = [
+        f"{name} ({explained}) p50 {stages[name]['p50_ms']:,.0f} ms, p99"
+        f" {stages[name]['p99_ms']:,.0f} ms"
+        for name, explained in LATENCY_STAGES
+        if name in stages
+    ]
+    return " Where the time goes, stage by stage: " + "; ".join(parts) + "."
+
+
+def _epoch_ms(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp() * 1000
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -1054,7 +1124,9 @@ def limits(bench: Bench) -> dict[str, str]:
         " wait for the broker's acknowledgements (the publisher's in a Kafka transaction);"
         f" {latency.get('alerts_measured', 0)} alerts measured, and the pipeline took"
         f" {latency.get('seconds_to_drain_after_the_load', 0):.0f} s after the load ended to"
-        " catch up. The four processes share the machine's cores: "
+        " catch up."
+        + stages_text(latency.get("stages", {}))
+        + " The four processes share the machine's cores: "
         + cpu_text("alert latency", "ingest")
         + crc_text
     )
