@@ -1,15 +1,15 @@
 """The ingest process: ``mappa.inbound.v1`` -> decide -> the event store.
 
-Numbered steps, per partition of each polled batch:
+Numbered steps, for each poll (the messages of every partition it returned, together):
 
 1. decode and validate every message; an invalid one is set aside with its reason;
 2. decide the valid ones on their offenders (a conforming fact the contract rejects is set
    aside too);
 3. send the set-aside messages to the dead-letter topic, original bytes unchanged, the
    reason in headers, and wait until the broker has them;
-4. store the new events, the eventId index rows and the position
+4. store the new events, the eventId index rows and each partition's position
    (``<topic>-<partition>`` -> next offset) in ONE transaction;
-5. commit the offset to Kafka (a hint for lag; the database is the truth).
+5. commit the offsets to Kafka (a hint for lag; the database is the truth).
 
 A crash before 4 repeats the batch (a dead letter may be sent twice; no event is stored
 twice). A crash between 4 and 5 is harmless: on assignment the consumer seeks to the
@@ -19,6 +19,7 @@ wrong with it, it is dead-lettered and the position moves past it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from kafka import TopicPartition
 
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
-from consumers.projector import SeekToStoredPositions, commit_hint, upstream_of
+from consumers.projector import SeekToStoredPositions, commit_hints, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
 
@@ -64,54 +65,56 @@ class InboundConsumer:
                 polled = with_retries(
                     partial(self.consumer.poll, timeout_ms=500), shutdown, "poll inbound"
                 )
-                for partition, messages in polled.items():
-                    with_retries(
-                        partial(self.ingest_partition_batch, partition, messages),
-                        shutdown,
-                        "ingest",
-                    )
-                    commit_hint(self.consumer, partition, messages[-1].offset + 1)
+                if polled:
+                    with_retries(partial(self.ingest_polled, polled), shutdown, "ingest")
+                    commit_hints(self.consumer, polled)
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:
             self.consumer.close()
             log.info("ingest stopped")
 
-    def ingest_partition_batch(
-        self, partition: TopicPartition, messages: list[Any]
-    ) -> list[Result]:
-        upstream = upstream_of(partition)
-        stored = self.service.records.position(upstream)
-        messages = [m for m in messages if m.offset + 1 > stored]  # a redelivered batch
-        if not messages:
+    def ingest_polled(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> list[Result]:
+        """Ingest the messages of one poll, from any number of partitions, in one
+        transaction with each partition's position. Each result's ``item`` is the message's
+        place among the fresh messages, in partition order."""
+        fresh: list[tuple[TopicPartition, Any]] = []
+        positions: list[Tracking] = []
+        for partition in sorted(polled):
+            upstream = upstream_of(partition)
+            stored = self.service.records.position(upstream)
+            new = [m for m in polled[partition] if m.offset + 1 > stored]  # a redelivery
+            if new:
+                fresh.extend((partition, m) for m in new)
+                positions.append(Tracking(upstream, new[-1].offset + 1))
+        if not fresh:
             return []
-        by_offset = {m.offset: m for m in messages}
         batch: list[tuple[int, ReportedFact]] = []
         invalid: list[Result] = []
-        for message in messages:
+        for item, (_, message) in enumerate(fresh):
             try:
-                batch.append((message.offset, parse_document(message.value)))
+                batch.append((item, parse_document(message.value)))
             except InvalidDocument as error:
-                invalid.append(Result(message.offset, Verdict.REJECTED, message=str(error)))
+                invalid.append(Result(item, Verdict.REJECTED, message=str(error)))
             except Exception as error:  # a poison message must never block the partition
-                invalid.append(Result(message.offset, Verdict.REJECTED, message=repr(error)))
+                invalid.append(Result(item, Verdict.REJECTED, message=repr(error)))
 
         def dead_letter(results: list[Result]) -> None:
             rejected = invalid + [r for r in results if r.verdict is Verdict.REJECTED]
-            self._send_dead_letters(partition, [(by_offset[r.item], r) for r in rejected])
+            self._send_dead_letters([(*fresh[r.item], r) for r in rejected])
 
-        tracking = Tracking(upstream, messages[-1].offset + 1)
-        results = self.service.ingest(batch, tracking=tracking, before_commit=dead_letter)
-        log.debug("ingested", upstream=upstream, messages=len(messages), rejected=len(invalid))
+        results = self.service.ingest(batch, tracking=positions, before_commit=dead_letter)
+        log.debug("ingested", upstreams=[p.application_name for p in positions],
+                  messages=len(fresh), rejected=len(invalid))  # fmt: skip
         return invalid + results
 
-    def _send_dead_letters(
-        self, partition: TopicPartition, rejected: list[tuple[Any, Result]]
-    ) -> None:
+    def _send_dead_letters(self, rejected: list[tuple[TopicPartition, Any, Result]]) -> None:
         if not rejected:
             return
         futures = []
-        for message, result in sorted(rejected, key=lambda pair: pair[0].offset):
+        for partition, message, result in sorted(
+            rejected, key=lambda r: (r[0].partition, r[1].offset)
+        ):
             headers = [
                 ("mappa.error", (result.message or "rejected").encode()),
                 ("mappa.source.topic", partition.topic.encode()),

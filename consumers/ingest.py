@@ -83,10 +83,11 @@ class IngestService:
     def ingest(
         self,
         batch: Sequence[tuple[int, ReportedFact]],
-        tracking: Tracking | None = None,
+        tracking: Tracking | Sequence[Tracking] | None = None,
         before_commit: Callable[[list[Result]], None] | None = None,
     ) -> list[Result]:
-        """Decide and store ``batch`` atomically, with ``tracking`` in the same commit.
+        """Decide and store ``batch`` atomically, with ``tracking`` (a consumer's position in
+        each upstream the batch came from) in the same commit.
 
         Another writer may commit to the same offender first; the store's primary key then
         refuses our save, and we decide the whole batch again on the new versions.
@@ -98,7 +99,7 @@ class IngestService:
                 results, offenders, index_rows = self._decide(batch)
                 if before_commit is not None:
                     before_commit(results)
-                if offenders or tracking is not None:
+                if offenders or tracking:
                     self.records.save_batch(offenders, index_rows, tracking)
             except IntegrityError:
                 log.warning("concurrent write, deciding again", attempt=attempt)

@@ -9,7 +9,7 @@ the database, which are the truth: an offset committed to Kafka but not to the d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,14 +28,29 @@ def upstream_of(partition: TopicPartition) -> str:
     return f"{partition.topic}-{partition.partition}"
 
 
-def commit_hint(consumer: Any, partition: TopicPartition, next_offset: int) -> None:
-    """Commit the offset to Kafka after the database commit. It is only a hint (for lag
-    and for a consumer without stored positions), so a broker that is away is no reason
-    to stop: the next commit carries a later offset anyway."""
+def commit_hints(consumer: Any, polled: Mapping[TopicPartition, Sequence[Any]]) -> None:
+    """Commit the offsets of a poll's messages to Kafka, after the database commit.
+
+    They are only hints (for lag, and for a consumer without stored positions), so the
+    commit is asynchronous: waiting for the broker's answer cost each poll a round trip.
+    A broker that is away is no reason to stop: the next commit carries later offsets.
+    """
+    offsets = {
+        partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        for partition, messages in polled.items()
+        if messages
+    }
+    if not offsets:
+        return
+
+    def answered(_offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("offset commit failed", error=repr(response))
+
     try:
-        consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+        consumer.commit_async(offsets, callback=answered)
     except KafkaError as error:
-        log.warning("offset commit failed", upstream=upstream_of(partition), error=repr(error))
+        log.warning("offset commit failed", error=repr(error))
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):
@@ -82,27 +97,29 @@ class KafkaProjector:
                 polled = with_retries(
                     partial(self.consumer.poll, timeout_ms=500), shutdown, f"poll for {name}"
                 )
-                for partition, messages in polled.items():
-                    with_retries(
-                        partial(self._project, partition, messages), shutdown, f"project {name}"
-                    )
-                    commit_hint(self.consumer, partition, messages[-1].offset + 1)
+                if polled:
+                    with_retries(partial(self._project, polled), shutdown, f"project {name}")
+                    commit_hints(self.consumer, polled)
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:
             self.consumer.close()
             log.info("projector stopped", projection=name)
 
-    def _project(self, partition: TopicPartition, messages: list[Any]) -> int:
-        deliveries = []
-        for message in messages:
-            try:
-                event = decode_event(message.value)
-            except ValueError as error:
-                # Only the relay writes this topic; a message it could not have written is
-                # logged and passed over rather than blocking the partition for ever.
-                log.error("undecodable event message skipped", upstream=upstream_of(partition),
-                          offset=message.offset, error=str(error))  # fmt: skip
-                continue
-            deliveries.append(Delivery(message.offset + 1, event))
-        return self.writer.handle(upstream_of(partition), deliveries)
+    def _project(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
+        """Every partition of one poll in one transaction (see ``handle_all``)."""
+        batches: dict[str, list[Delivery]] = {}
+        for partition, messages in polled.items():
+            deliveries = batches.setdefault(upstream_of(partition), [])
+            for message in messages:
+                try:
+                    event = decode_event(message.value)
+                except ValueError as error:
+                    # Only the relay writes this topic; a message it could not have written
+                    # is logged and passed over rather than blocking the partition for ever.
+                    log.error("undecodable event message skipped",
+                              upstream=upstream_of(partition), offset=message.offset,
+                              error=str(error))  # fmt: skip
+                    continue
+                deliveries.append(Delivery(message.offset + 1, event))
+        return self.writer.handle_all(batches)

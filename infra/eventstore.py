@@ -27,6 +27,9 @@ from domain.offender import KnownEvent, Offender
 INDEX_TABLE = "interchange_event_index"
 # (event_id, offender_id, event_type) rows, passed to save() as the keyword ``event_index``.
 IndexRow = tuple[str, str, str]
+# The library stores one Tracking record with a batch; a batch taken from several Kafka
+# partitions has one per partition: the others are passed to save() under this keyword.
+MORE_TRACKING = "more_tracking"
 
 
 class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
@@ -39,6 +42,8 @@ class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
+        for tracking in kwargs.get(MORE_TRACKING) or ():
+            self._insert_tracking(c, tracking)
         rows: list[IndexRow] = kwargs.get("event_index") or []
         if rows:
             c.executemany(f"INSERT INTO {INDEX_TABLE} VALUES (?, ?, ?)", rows)
@@ -119,6 +124,8 @@ class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
         from psycopg.sql import SQL, Identifier
 
         super()._insert_events(curs, stored_events, **kwargs)
+        for tracking in kwargs.get(MORE_TRACKING) or ():
+            self._insert_tracking(curs, tracking)
         rows: list[IndexRow] = kwargs.get("event_index") or []
         if rows:
             # One statement of three arrays, not a pipelined statement per row.
@@ -192,14 +199,21 @@ class OffenderRecords(Application[UUID]):
         return self.indexed_recorder.known_events(sorted(set(event_ids)))
 
     def save_batch(
-        self, offenders: Sequence[Offender], event_index: list[IndexRow], tracking: Tracking | None
+        self,
+        offenders: Sequence[Offender],
+        event_index: list[IndexRow],
+        tracking: Tracking | Sequence[Tracking] | None,
     ) -> None:
-        """Store the offenders' new events, their index rows and ``tracking`` in one commit.
+        """Store the offenders' new events, their index rows and ``tracking`` (the position
+        in each upstream the batch came from) in one commit.
 
         ``Application.save()`` takes no tracking record (only a process application's
         policy does), so this builds the library's ``ProcessingEvent`` directly.
         """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        trackings = list(tracking) if isinstance(tracking, Sequence) else [tracking]
+        first, *more = trackings or [None]
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=first)
+        processing_event.saved_kwargs[MORE_TRACKING] = more
         # What ProcessingEvent.collect_events() does, without its two isinstance() checks
         # against runtime protocols per aggregate (25 us each, a tenth of ingest).
         for offender in offenders:
