@@ -1,0 +1,57 @@
+"""How PostgreSQL finds a batch's histories, even with statistics from before a projection
+had any rows (a new or rebuilt projection, before autovacuum has analysed the table again)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.bootstrap import Tracker, bootstrap
+from projections.base import HISTORY_ROWS_ON_POSTGRES
+from tests.conftest import _create_schema, _drop_schema, settings_for
+
+
+@pytest.fixture
+def postgres_tracker(tmp_path: Path) -> Iterator[Tracker]:
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    _create_schema(schema)
+    tracker = bootstrap(settings_for("postgres", tmp_path, schema=schema))
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+        _drop_schema(schema)
+
+
+def ids(count: int) -> list[str]:
+    return [hashlib.md5(str(n).encode()).hexdigest() for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+@pytest.mark.parametrize("wanted", [3, 40, 500])
+def test_histories_are_looked_up_by_the_whole_key_even_with_stale_statistics(
+    postgres_tracker: Tracker, plan_cache_mode: str, wanted: int
+) -> None:
+    with postgres_tracker.views.transaction() as tx:
+        tx.execute(
+            "INSERT INTO projection_histories SELECT 'caseload', md5(n::text), 'WM-1', 1, '[]' "
+            "FROM generate_series(1, 5000) AS n"
+        )
+        tx.execute("ANALYZE projection_histories")  # statistics: one projection only
+        tx.execute(
+            "INSERT INTO projection_histories SELECT 'victim-alerts', md5(n::text), 'WM-1', 1, "
+            "'[]' FROM generate_series(1, 5000) AS n"
+        )
+        tx.execute(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
+        statement = HISTORY_ROWS_ON_POSTGRES.format(columns="version")
+        tx.execute("EXPLAIN " + statement, (ids(wanted), "victim-alerts"))
+        plan = "\n".join(str(row[0]) for row in tx.fetchall())
+        tx.execute(statement, (ids(wanted), "victim-alerts"))
+        found = tx.fetchall()
+    assert "Index Cond: ((projection = " in plan and "offender_id = wanted.offender_id" in plan
+    assert "Filter" not in plan and "Seq Scan on projection_histories" not in plan
+    assert sorted(str(row[0]) for row in found) == sorted(ids(wanted))
