@@ -23,6 +23,7 @@ from domain.offender import ReportedFact
 from infra.bootstrap import Tracker, bootstrap
 from infra.encryption import StoreKeyError
 from infra.logs import configure_logging
+from infra.process import tune_garbage_collection
 from infra.settings import Settings
 from projections.statistical_return.areas import AreasFileError
 
@@ -32,6 +33,7 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    tune_garbage_collection()
     settings = Settings()
     if getattr(args, "areas", None):
         settings = settings.model_copy(update={"areas": Path(args.areas)})

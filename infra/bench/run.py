@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import itertools
 import json
 import math
@@ -41,6 +42,7 @@ from infra.bench.report import Figures, Target
 from infra.bootstrap import Tracker, bootstrap
 from infra.kafka import Topics, ensure_topics
 from infra.logs import configure_logging
+from infra.process import tune_garbage_collection
 from infra.settings import Settings
 
 log = structlog.get_logger("bench")
@@ -587,14 +589,14 @@ class Bench:
         next_check = 0.0
         drain_limit = max(300.0, 10 * o.steady_seconds)
         while True:
-            for received, alert in reader.poll(100):
-                latency = offer.latency(alert, received)
-                if latency is None:
+            for _received, alert in reader.poll(100):
+                trigger = offer.trigger(alert)
+                if trigger is None:
                     unmatched += 1
                     continue
-                latencies.append(latency[0])
+                latencies.append((alert["_received_ms"] - trigger[0]) / 1000)
                 matched.append(alert)
-                by_offender += latency[1]
+                by_offender += trigger[1]
             self.processes.check_alive(*labels, "publish-alerts")
             if offer.error is not None:
                 raise offer.error
@@ -626,6 +628,7 @@ class Bench:
             "seconds_to_drain_after_the_load": round(drain_seconds, 1),
             "victim_alerts_sequence_indexed": retrying(self._sequence_indexed, "indexes"),
             "stages": latency_stages(offer, matched),
+            "slowest": slowest_alerts(offer, matched),
         }
 
     def _sequence_indexed(self) -> bool:
@@ -885,17 +888,18 @@ class AlertReader:
 
 class SteadyOffer(threading.Thread):
     """Produces ``lines`` to the inbound topic at ``rate`` per second, remembering when each
-    line (by eventId, and by MAPPA reference) was sent."""
+    line (by eventId, and by MAPPA reference) was sent, in wall-clock ms: the other clocks an
+    alert passes (recordedAt, raisedAt, the message's CreateTime) are wall clocks too."""
 
     def __init__(self, bootstrap: str, topic: str, lines: list[bytes], rate: int) -> None:
         super().__init__(name="bench-steady-offer", daemon=True)
         self.bootstrap, self.topic, self.lines, self.rate = bootstrap, topic, lines, rate
         self.sent_at: dict[str, float] = {}
-        self.sent_wall_ms: dict[str, float] = {}
         self.sent_for: dict[str, list[float]] = {}
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.began = 0.0
+        self.began_wall_ms = 0.0
         self.ended = math.inf
 
     def run(self) -> None:
@@ -905,17 +909,17 @@ class SteadyOffer(threading.Thread):
             sender: Any = producer(self.bootstrap)
             sender.partitions_for(self.topic)
             self.began = time.monotonic()
+            self.began_wall_ms = time.time() * 1000
             for number, value in enumerate(self.lines):
                 due = self.began + number / self.rate
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
                 key = history.mappa_key(value)
-                sent = time.monotonic()
+                sent = time.time() * 1000
                 event = history.event_id(value)
                 if event:
                     self.sent_at[event] = sent
-                    self.sent_wall_ms[event] = time.time() * 1000
                 if key:
                     self.sent_for.setdefault(key.decode(), []).append(sent)
                 sender.send(self.topic, key=key, value=value)
@@ -930,22 +934,31 @@ class SteadyOffer(threading.Thread):
     def achieved_rate(self) -> float:
         return len(self.lines) / max(self.ended - self.began, 1e-9)
 
-    def latency(self, alert: dict[str, Any], received: float) -> tuple[float, int] | None:
-        """(seconds from the triggering line's production to the alert's receipt, 1 if the
-        trigger was found by offender rather than by event), None if not from this load.
+    def trigger(self, alert: dict[str, Any]) -> tuple[float, bool] | None:
+        """(wall-clock ms at which the line that triggered ``alert`` was sent, whether it is
+        a later line of the offender than the event the alert names), None if the alert is
+        not from this load.
 
-        An alert names the event it is about; a correction names the retracted event, and
-        an alert can also become due when a later fact arrives (an enrolment reported
-        late): for those the trigger is the offender's latest line sent before receipt.
+        An alert names the event it is about, but it may become due only when a later fact
+        of the same offender arrives (a victim enrolled after the transfer was reported):
+        then that later line was the trigger, and timing the alert from the named event
+        would count the gap between the two facts' arrivals as the pipeline's delay. So the
+        trigger is the offender's latest line sent before the projector raised the alert,
+        and never earlier than the named event. A correction names the retracted event:
+        its trigger is the offender's latest line before the raise, too.
         """
-        sent = self.sent_at.get(str(alert.get("event_id")))
-        if sent is not None and alert.get("kind") != "correction" and sent <= received:
-            return received - sent, 0
-        times = self.sent_for.get(str(alert.get("offender_ref")))
-        if not times:
-            return None
-        index = bisect.bisect_right(times, received)
-        return (received - times[index - 1], 1) if index else None
+        raised = alert["_received_ms"]
+        with contextlib.suppress(KeyError, ValueError):
+            raised = min(raised, _epoch_ms(alert["raised_at"]))
+        times = self.sent_for.get(str(alert.get("offender_ref")), [])
+        index = bisect.bisect_right(times, raised)
+        latest = times[index - 1] if index else None
+        named = self.sent_at.get(str(alert.get("event_id")))
+        if named is not None and alert.get("kind") != "correction" and named <= raised:
+            if latest is not None and latest > named:
+                return latest, True
+            return named, False
+        return (latest, True) if latest is not None else None
 
 
 # Where an alert's time goes, from the clocks it passes (all on this machine's wall clock):
@@ -960,19 +973,29 @@ LATENCY_STAGES = (
 )
 
 
+def _stage_marks(offer: SteadyOffer, alert: dict[str, Any]) -> tuple[float, ...] | None:
+    """The wall-clock ms at which an alert's trigger passed each stage (None if unknown:
+    the stamps are those of the event the alert names, so only an alert triggered by that
+    event's own line is split into stages)."""
+    trigger = offer.trigger(alert)
+    if trigger is None or trigger[1]:
+        return None
+    sent = trigger[0]
+    try:
+        recorded = _epoch_ms(alert["recorded_at"])
+        raised = _epoch_ms(alert["raised_at"])
+    except (KeyError, ValueError):
+        return None
+    return (sent, recorded, raised, float(alert["_published_ms"]), alert["_received_ms"])
+
+
 def latency_stages(offer: SteadyOffer, alerts: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """p50/p99 in ms of each stage, over the alerts matched to their event's line."""
     stages: list[list[float]] = [[] for _ in LATENCY_STAGES]
     for alert in alerts:
-        sent = offer.sent_wall_ms.get(str(alert.get("event_id")))
-        if sent is None or alert.get("kind") == "correction":
+        marks = _stage_marks(offer, alert)
+        if marks is None:
             continue
-        try:
-            recorded = _epoch_ms(alert["recorded_at"])
-            raised = _epoch_ms(alert["raised_at"])
-        except (KeyError, ValueError):
-            continue
-        marks = (sent, recorded, raised, float(alert["_published_ms"]), alert["_received_ms"])
         for stage, (start, end) in zip(stages, itertools.pairwise(marks), strict=True):
             stage.append(max(0.0, end - start))
     out: dict[str, dict[str, float]] = {}
@@ -983,6 +1006,22 @@ def latency_stages(offer: SteadyOffer, alerts: list[dict[str, Any]]) -> dict[str
                 "p50_ms": round(percentile(values, 0.5), 1),
                 "p99_ms": round(percentile(values, 0.99), 1),
             }
+    return out
+
+
+def slowest_alerts(
+    offer: SteadyOffer, alerts: list[dict[str, Any]], count: int = 5
+) -> list[dict[str, float]]:
+    """The slowest alerts: when their line was sent (seconds into the load) and the ms
+    each stage took, to tell a stall of one process from a machine that is too busy."""
+    timed = [(m, a) for a in alerts if (m := _stage_marks(offer, a)) is not None]
+    timed.sort(key=lambda pair: pair[0][-1] - pair[0][0], reverse=True)
+    out = []
+    for marks, _alert in timed[:count]:
+        row = {"sent_at_s": round((marks[0] - offer.began_wall_ms) / 1000, 1)}
+        for (name, _), (start, end) in zip(LATENCY_STAGES, itertools.pairwise(marks), strict=True):
+            row[f"{name}_ms"] = round(end - start, 1)
+        out.append(row)
     return out
 
 
@@ -1019,6 +1058,7 @@ def timed(action: Callable[[], Any]) -> float:
 def rebuild_worker(out: Path) -> int:
     """Rebuild every projection from the event store (settings from the environment), and
     write the seconds each took."""
+    tune_garbage_collection()  # as `mappa rebuild` does
     settings = Settings()
     configure_logging(settings.log_format, "warning")
     tracker = bootstrap(settings)
