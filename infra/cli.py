@@ -33,7 +33,10 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    tune_garbage_collection()
+    if argv is None:
+        # The process's own command line (not a program or test embedding the tracker,
+        # whose objects are not ours to freeze).
+        tune_garbage_collection()
     settings = Settings()
     if getattr(args, "areas", None):
         settings = settings.model_copy(update={"areas": Path(args.areas)})
