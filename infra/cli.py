@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from infra.bootstrap import Tracker, bootstrap
 from infra.encryption import StoreKeyError
 from infra.logs import configure_logging
 from infra.process import tune_garbage_collection
+from infra.rebuild import default_jobs, rebuild_projections
 from infra.settings import Settings
 from projections.statistical_return.areas import AreasFileError
 
@@ -147,11 +149,25 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 tracker.writer(name)
             except KeyError as error:
                 raise UsageError(error.args[0]) from None
-            with _bar(
-                tracker.max_notification_id(), f"rebuild {name}", " events", not args.quiet
-            ) as bar:
-                applied = tracker.rebuild(name, on_batch=lambda _n, n: bar.update(n))
-            print(f"{name}: rebuilt from {applied} events")
+        jobs = default_jobs(settings, len(names)) if args.jobs is None else args.jobs
+        if jobs < 1:
+            raise UsageError(f"--jobs: expected 1 or more, got {jobs}")
+        if jobs > 1 and not settings.database_url:
+            raise UsageError(
+                "--jobs above 1 needs PostgreSQL (MAPPA_DATABASE_URL): the embedded SQLite "
+                "store takes one writer at a time"
+            )
+        total = tracker.max_notification_id()
+        with ExitStack() as stack:
+            bars = {
+                name: stack.enter_context(_bar(total, f"rebuild {name}", " events", not args.quiet))
+                for name in names
+            }
+            rebuilt = rebuild_projections(
+                tracker, names, jobs, on_batch=lambda name, n: bars[name].update(n)
+            )
+        for done in rebuilt:
+            print(f"{done.projection}: rebuilt from {done.applied} events")
     finally:
         tracker.close()
     return EXIT_OK
@@ -699,6 +715,12 @@ def _parser() -> argparse.ArgumentParser:
     reb = command("rebuild", _rebuild, "rebuild a projection from zero")
     reb.add_argument("name", help="caseload, statistical-return, victim-alerts or all")
     reb.add_argument("--quiet", action="store_true", help="no progress bars")
+    reb.add_argument(
+        "--jobs",
+        type=int,
+        help="projections rebuilt at once, each in a process of its own (default: one per "
+        "core on PostgreSQL; SQLite takes one writer at a time, so 1 there)",
+    )
 
     case = command(
         "caseload", _caseload, "the caseload of an area, now or as it stood on a past date"

@@ -40,6 +40,22 @@ def read_peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children, and so on (from /proc)."""
+    found: list[int] = []
+    waiting = [pid]
+    while waiting:
+        parent = waiting.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children", encoding="ascii") as children:
+                kids = [int(child) for child in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+        found.extend(kids)
+        waiting.extend(kids)
+    return found
+
+
 def read_cpu_seconds(pid: int) -> float | None:
     """User plus system CPU time the process has used so far."""
     try:
@@ -217,14 +233,22 @@ class Processes:
         kib = self.peaks_kib.get(label)
         return None if kib is None else kib / 1024
 
-    def _record(self, label: str, pid: int) -> None:
-        kib = read_peak_rss_kib(pid)
-        cpu = read_cpu_seconds(pid)
+    def note_peak_kib(self, label: str, kib: int) -> None:
+        """A peak the process reported itself (e.g. of workers it started and waited for)."""
         with self._lock:
-            if kib is not None:
-                self.peaks_kib[label] = max(self.peaks_kib.get(label, 0), kib)
-            if cpu is not None:
-                self.cpu_seconds[(label, pid)] = cpu
+            self.peaks_kib[label] = max(self.peaks_kib.get(label, 0), kib)
+
+    def _record(self, label: str, pid: int) -> None:
+        """Peak memory and CPU of the process and of its children (a rebuild's workers),
+        all under its label; the peak is the largest single process's."""
+        for each in (pid, *descendants(pid)):
+            kib = read_peak_rss_kib(each)
+            cpu = read_cpu_seconds(each)
+            with self._lock:
+                if kib is not None:
+                    self.peaks_kib[label] = max(self.peaks_kib.get(label, 0), kib)
+                if cpu is not None:
+                    self.cpu_seconds[(label, each)] = cpu
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):

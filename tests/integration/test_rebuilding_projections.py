@@ -6,9 +6,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from consumers.interchange import InvalidDocument, parse_document
 from infra.bootstrap import Tracker, projection_writers
 from infra.generator import generate_history
+from infra.rebuild import rebuild_projections
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from projections.ports import ViewDatabase
 from projections.statistical_return.projection import statistical_return
@@ -79,6 +82,32 @@ def test_rebuilding_each_projection_in_place_gives_the_incremental_views(
         assert snapshot(tracker.views, name) == before, name
 
 
+def test_rebuilding_every_projection_at_once_in_processes_gives_the_incremental_views(
+    tracker_factory: TrackerFactory, backend: str
+) -> None:
+    tracker = build_incrementally(tracker_factory)
+    names = list(tracker.writers)
+    before = {name: snapshot(tracker.views, name) for name in names}
+    progress: dict[str, int] = {}
+
+    def counted(name: str, events: int) -> None:
+        progress[name] = progress.get(name, 0) + events
+
+    if backend == "sqlite":
+        with pytest.raises(ValueError, match="needs PostgreSQL"):
+            rebuild_projections(tracker, names, jobs=2)
+        assert {name: snapshot(tracker.views, name) for name in names} == before
+        return
+    rebuilt = rebuild_projections(tracker, names, jobs=2, on_batch=counted)
+    assert [r.projection for r in rebuilt] == names
+    events = tracker.max_notification_id()
+    # Each was rebuilt in a process of its own, from the whole store, reporting its progress.
+    assert all(r.applied > 0 and r.peak_rss_kib > 0 for r in rebuilt)
+    assert progress == {name: events for name in names}
+    for name in names:
+        assert snapshot(tracker.views, name) == before[name], name
+
+
 def test_projecting_from_zero_into_empty_views_gives_the_incremental_views(
     tracker_factory: TrackerFactory, backend: str, tmp_path: Path
 ) -> None:
@@ -138,3 +167,31 @@ def test_alerts_do_not_depend_on_how_deliveries_are_batched(
             ("correction", conditions["eventId"]),
         ]
     )
+
+
+def test_the_rebuild_command_runs_projections_at_once_only_where_the_store_allows_it(
+    tracker_factory: TrackerFactory,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infra.cli import main
+    from tests.integration.test_victim_alerts_acceptance import use_store
+
+    tracker = build_incrementally(tracker_factory)
+    before = snapshot(tracker.views, "caseload")
+    use_store(tracker, monkeypatch)
+    assert main(["rebuild", "all", "--jobs", "0", "--quiet"]) == 2
+    assert "--jobs: expected 1 or more, got 0" in capsys.readouterr().err
+    status = main(["rebuild", "all", "--jobs", "2", "--quiet"])
+    out, err = capsys.readouterr()
+    if backend == "sqlite":
+        assert status == 2
+        assert "--jobs above 1 needs PostgreSQL" in err
+        assert out == ""
+    else:
+        assert status == 0
+        events = tracker.max_notification_id()
+        expected = [f"{name}: rebuilt from {events} events" for name in tracker.writers]
+        assert out.splitlines() == expected
+    assert snapshot(tracker.views, "caseload") == before
