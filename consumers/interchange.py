@@ -14,6 +14,7 @@ from datetime import date, timezone
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -310,9 +311,14 @@ def json_schema() -> dict[str, Any]:
 def parse_document(raw: str | bytes) -> ReportedFact:
     """Decode and validate one document; raise :class:`InvalidDocument` naming the field."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidDocument("", f"not valid JSON ({error})") from None
+        # orjson (C) first; what it refuses is read again by the standard module, which
+        # accepts a little more (huge integers, lone surrogate escapes) and words the error.
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InvalidDocument("", f"not valid JSON ({error})") from None
     # In JSON text a NUL can only be written escaped: look for it only where it can be.
     may_hold_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
     return parse_object(data, check_nul=may_hold_nul)
