@@ -213,9 +213,9 @@ class ProjectionWriter:
                 applied = 0
                 for delivery in fresh:
                     applied += _fold(histories, delivery.event)
-                changed = [h for h in histories.values() if h.changed]
-                self._store(tx, changed)
-                self.projection.refresh(tx, changed)
+                changed = {key: h for key, h in histories.items() if h.changed}
+                self._store(tx, list(changed.values()))
+                self.projection.refresh(tx, list(changed.values()))
                 for upstream, position in positions.items():
                     write_position(tx, self.projection.name, upstream, position)
         except BaseException:
@@ -251,7 +251,8 @@ class ProjectionWriter:
                 known_before=len(documents),
             )  # fmt: skip
         for offender_id in offender_ids:
-            histories.setdefault(offender_id, OffenderHistory(str(offender_id), ""))
+            if offender_id not in histories:
+                histories[offender_id] = OffenderHistory(str(offender_id), "")
         return histories
 
     def _cached(self, tx: Transaction, offender_ids: set[UUID]) -> dict[UUID, OffenderHistory]:
@@ -279,9 +280,8 @@ class ProjectionWriter:
             ],
         )
 
-    def _remember(self, changed: Sequence[OffenderHistory]) -> None:
-        for history in changed:
-            key = UUID(history.offender_id)
+    def _remember(self, changed: Mapping[UUID, OffenderHistory]) -> None:
+        for key, history in changed.items():
             self._cache[key] = history
             self._cache.move_to_end(key)
         while len(self._cache) > self.CACHE_SIZE:
