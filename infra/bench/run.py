@@ -1124,7 +1124,12 @@ def limits(bench: Bench) -> dict[str, str]:
             f" work on the machine {others:.2f}; the machine was {machine:.0%} busy"
         )
         postgres = usage.get("postgres", 0.0)
-        if own >= 0.85:
+        if own >= 1.15:
+            text += (
+                f": its processes together used {own:.2f} cores: bound by the machine's CPU,"
+                " each process by its own Python CPU (one core each)."
+            )
+        elif own >= 0.85:
             text += ": bound by the process's own Python CPU (one core, single-threaded)."
         elif own + postgres >= 0.85 and postgres >= 0.15:
             text += (
@@ -1174,7 +1179,9 @@ def limits(bench: Bench) -> dict[str, str]:
         " the store's events per second of the whole rebuild); `mappa rebuild all` ran"
         f" {rebuild.get('jobs', 1)} projections at once, each in a process of its own, so"
         " the machine's two cores both worked, and each projection's own rate (the rows"
-        " above, measured while sharing the machine) bounds it."
+        " above, measured while sharing the machine) bounds it. The workers' PostgreSQL"
+        " connections closed before the phase ended, so their server processes' CPU is"
+        " counted under other work."
     )
     latency = bench.details.get("alert latency", {})
     out["alerts.p99"] = (
