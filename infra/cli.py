@@ -25,7 +25,7 @@ from infra.bootstrap import Tracker, bootstrap
 from infra.encryption import StoreKeyError
 from infra.logs import configure_logging
 from infra.process import tune_garbage_collection
-from infra.rebuild import default_jobs, rebuild_projections
+from infra.rebuild import check_jobs, default_jobs, rebuild_projections
 from infra.settings import Settings
 from projections.statistical_return.areas import AreasFileError
 
@@ -150,13 +150,10 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
             except KeyError as error:
                 raise UsageError(error.args[0]) from None
         jobs = default_jobs(settings, len(names)) if args.jobs is None else args.jobs
-        if jobs < 1:
-            raise UsageError(f"--jobs: expected 1 or more, got {jobs}")
-        if jobs > 1 and not settings.database_url:
-            raise UsageError(
-                "--jobs above 1 needs PostgreSQL (MAPPA_DATABASE_URL): the embedded SQLite "
-                "store takes one writer at a time"
-            )
+        try:
+            check_jobs(settings, jobs)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         total = tracker.max_notification_id()
         with ExitStack() as stack:
             bars = {

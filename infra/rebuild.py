@@ -41,20 +41,27 @@ def default_jobs(settings: Settings, projections: int) -> int:
     return max(1, min(projections, multiprocessing.cpu_count()))
 
 
+def check_jobs(settings: Settings, jobs: int) -> None:
+    """Raise ValueError, saying why, if ``jobs`` projections cannot be rebuilt at once."""
+    if jobs < 1:
+        raise ValueError(f"--jobs: expected 1 or more, got {jobs}")
+    if jobs > 1 and not settings.database_url:
+        raise ValueError(
+            "--jobs above 1 needs PostgreSQL (MAPPA_DATABASE_URL): the embedded SQLite "
+            "store takes one writer at a time"
+        )
+
+
 def rebuild_projections(
     tracker: Tracker, names: Sequence[str], jobs: int = 1, on_batch: Progress | None = None
 ) -> list[Rebuilt]:
     """Rebuild ``names`` from zero: in this process one after another (``jobs`` 1), or in
     up to ``jobs`` processes of their own at once (PostgreSQL only)."""
+    check_jobs(tracker.settings, jobs)
     for name in names:
         tracker.writer(name)  # an unknown name fails before anything is reset
-    if jobs <= 1 or len(names) <= 1:
+    if jobs == 1 or len(names) == 1:
         return [_rebuild_here(tracker, name, on_batch) for name in names]
-    if not tracker.settings.database_url:
-        raise ValueError(
-            "rebuilding projections at once needs PostgreSQL: the embedded SQLite store "
-            "takes one writer at a time"
-        )
     return _rebuild_in_processes(tracker.settings, names, jobs, on_batch)
 
 

@@ -214,8 +214,9 @@ class ProjectionWriter:
                 for delivery in fresh:
                     applied += _fold(histories, delivery.event)
                 changed = {key: h for key, h in histories.items() if h.changed}
-                self._store(tx, list(changed.values()))
-                self.projection.refresh(tx, list(changed.values()))
+                stored = list(changed.values())
+                self._store(tx, stored)
+                self.projection.refresh(tx, stored)
                 for upstream, position in positions.items():
                     write_position(tx, self.projection.name, upstream, position)
         except BaseException:

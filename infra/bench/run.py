@@ -589,20 +589,21 @@ class Bench:
         before = self.processes.cpu_snapshot()
         offer.start()
         latencies: list[float] = []
-        matched: list[dict[str, Any]] = []
+        stage_marks: list[tuple[float, ...]] = []
         by_offender = 0
         unmatched = 0
         next_check = 0.0
         drain_limit = max(300.0, 10 * o.steady_seconds)
         while True:
-            for _received, alert in reader.poll(100):
+            for alert in reader.poll(100):
                 trigger = offer.trigger(alert)
                 if trigger is None:
                     unmatched += 1
                     continue
                 latencies.append((alert["_received_ms"] - trigger[0]) / 1000)
-                matched.append(alert)
                 by_offender += trigger[1]
+                if not trigger[1] and (marks := _stage_marks(trigger[0], alert)) is not None:
+                    stage_marks.append(marks)
             self.processes.check_alive(*labels, "publish-alerts")
             if offer.error is not None:
                 raise offer.error
@@ -633,8 +634,8 @@ class Bench:
             "max_ms": round(latencies[-1] * 1000, 1),
             "seconds_to_drain_after_the_load": round(drain_seconds, 1),
             "victim_alerts_sequence_indexed": retrying(self._sequence_indexed, "indexes"),
-            "stages": latency_stages(offer, matched),
-            "slowest": slowest_alerts(offer, matched),
+            "stages": latency_stages(stage_marks),
+            "slowest": slowest_alerts(stage_marks, offer.began_wall_ms),
         }
 
     def _sequence_indexed(self) -> bool:
@@ -874,12 +875,10 @@ class AlertReader:
         self.consumer.seek_to_beginning()
         self.seen = 0
 
-    def poll(self, timeout_ms: int) -> list[tuple[float, dict[str, Any]]]:
-        """(monotonic time received, alert) for each alert polled; each alert also gets
-        ``_published_ms`` (its message's CreateTime, when the publisher sent it) and
-        ``_received_ms`` (wall clock), for the latency's stages."""
+    def poll(self, timeout_ms: int) -> list[dict[str, Any]]:
+        """The alerts polled, each with ``_published_ms`` (its message's CreateTime, when
+        the publisher sent it) and ``_received_ms`` (now), wall-clock ms."""
         polled = self.consumer.poll(timeout_ms=timeout_ms)
-        received = time.monotonic()
         received_ms = time.time() * 1000
         alerts = []
         for batch in polled.values():
@@ -887,7 +886,7 @@ class AlertReader:
                 alert = json.loads(message.value)
                 alert["_published_ms"] = message.timestamp
                 alert["_received_ms"] = received_ms
-                alerts.append((received, alert))
+                alerts.append(alert)
         self.seen += len(alerts)
         return alerts
 
@@ -982,14 +981,10 @@ LATENCY_STAGES = (
 )
 
 
-def _stage_marks(offer: SteadyOffer, alert: dict[str, Any]) -> tuple[float, ...] | None:
-    """The wall-clock ms at which an alert's trigger passed each stage (None if unknown:
-    the stamps are those of the event the alert names, so only an alert triggered by that
-    event's own line is split into stages)."""
-    trigger = offer.trigger(alert)
-    if trigger is None or trigger[1]:
-        return None
-    sent = trigger[0]
+def _stage_marks(sent: float, alert: dict[str, Any]) -> tuple[float, ...] | None:
+    """The wall-clock ms at which an alert's trigger, sent at ``sent``, passed each stage
+    (None if a stamp is missing). Only for an alert triggered by the line of the event it
+    names: the stamps are that event's."""
     try:
         recorded = _epoch_ms(alert["recorded_at"])
         raised = _epoch_ms(alert["raised_at"])
@@ -998,13 +993,10 @@ def _stage_marks(offer: SteadyOffer, alert: dict[str, Any]) -> tuple[float, ...]
     return (sent, recorded, raised, float(alert["_published_ms"]), alert["_received_ms"])
 
 
-def latency_stages(offer: SteadyOffer, alerts: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """p50/p99 in ms of each stage, over the alerts matched to their event's line."""
+def latency_stages(stage_marks: list[tuple[float, ...]]) -> dict[str, dict[str, float]]:
+    """p50/p99 in ms of each stage, over the alerts split into stages."""
     stages: list[list[float]] = [[] for _ in LATENCY_STAGES]
-    for alert in alerts:
-        marks = _stage_marks(offer, alert)
-        if marks is None:
-            continue
+    for marks in stage_marks:
         for stage, (start, end) in zip(stages, itertools.pairwise(marks), strict=True):
             stage.append(max(0.0, end - start))
     out: dict[str, dict[str, float]] = {}
@@ -1019,15 +1011,13 @@ def latency_stages(offer: SteadyOffer, alerts: list[dict[str, Any]]) -> dict[str
 
 
 def slowest_alerts(
-    offer: SteadyOffer, alerts: list[dict[str, Any]], count: int = 5
+    stage_marks: list[tuple[float, ...]], began_wall_ms: float, count: int = 5
 ) -> list[dict[str, float]]:
     """The slowest alerts: when their line was sent (seconds into the load) and the ms
     each stage took, to tell a stall of one process from a machine that is too busy."""
-    timed = [(m, a) for a in alerts if (m := _stage_marks(offer, a)) is not None]
-    timed.sort(key=lambda pair: pair[0][-1] - pair[0][0], reverse=True)
     out = []
-    for marks, _alert in timed[:count]:
-        row = {"sent_at_s": round((marks[0] - offer.began_wall_ms) / 1000, 1)}
+    for marks in sorted(stage_marks, key=lambda m: m[-1] - m[0], reverse=True)[:count]:
+        row = {"sent_at_s": round((marks[0] - began_wall_ms) / 1000, 1)}
         for (name, _), (start, end) in zip(LATENCY_STAGES, itertools.pairwise(marks), strict=True):
             row[f"{name}_ms"] = round(end - start, 1)
         out.append(row)
