@@ -93,13 +93,10 @@ class Tracker:
         return applied
 
     def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
-        """Reset a projection and replay every stored event into it."""
-        writer = self.writer(name)
-        writer.reset()
-        log.info("projection reset", projection=name)
-        applied = self.catch_up([name], on_batch)[name]
-        writer.forget()  # a rebuild of every projection in one process: one cache at a time
-        return applied
+        """Reset a projection and replay every stored event into it (in this process)."""
+        from infra.rebuild import rebuild_projections  # it builds on this module
+
+        return rebuild_projections(self, [name], on_batch=on_batch)[0].applied
 
     def close(self) -> None:
         self.views.close()

@@ -149,7 +149,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 tracker.writer(name)
             except KeyError as error:
                 raise UsageError(error.args[0]) from None
-        jobs = default_jobs(settings, len(names)) if args.jobs is None else args.jobs
+        jobs = default_jobs(settings) if args.jobs is None else args.jobs
         try:
             check_jobs(settings, jobs)
         except ValueError as error:
@@ -715,8 +715,9 @@ def _parser() -> argparse.ArgumentParser:
     reb.add_argument(
         "--jobs",
         type=int,
-        help="projections rebuilt at once, each in a process of its own (default: one per "
-        "core on PostgreSQL; SQLite takes one writer at a time, so 1 there)",
+        help="processes replaying the event store at once, each a share of the offenders "
+        "into every projection rebuilt (default: one per core on PostgreSQL; SQLite takes "
+        "one writer at a time, so 1 there)",
     )
 
     case = command(

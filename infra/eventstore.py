@@ -13,7 +13,7 @@ it consumed (a ``Tracking`` record) in that same transaction too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from eventsourcing.persistence import ProcessRecorder, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
 
+from domain.events import OffenderEvent
 from domain.offender import KnownEvent, Offender
 
 INDEX_TABLE = "interchange_event_index"
@@ -64,6 +65,29 @@ class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
                 )
                 rows.extend(StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall())
         return rows
+
+    def select_streams_in_order(
+        self, after: tuple[UUID, int] | None, below: UUID | None, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` stored events in (stream, version) order: those after ``after``
+        (a stream and version), of streams below ``below``, notified at or before ``upto``.
+        A whole store read stream by stream, a page at a time (a rebuild's replay)."""
+        conditions: list[str] = ["rowid <= ?"]
+        params: list[Any] = [upto]
+        if after is not None:
+            conditions.append("(originator_id, originator_version) > (?, ?)")
+            params.extend([after[0].hex, after[1]])
+        if below is not None:
+            conditions.append("originator_id < ?")
+            params.append(below.hex)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT originator_id, originator_version, topic, state "
+                f"FROM {self.events_table_name} WHERE {' AND '.join(conditions)} "
+                "ORDER BY originator_id, originator_version LIMIT ?",
+                [*params, limit],
+            )
+            return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
 
     def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         found: dict[str, KnownEvent] = {}
@@ -156,6 +180,35 @@ class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
                 for r in curs.fetchall()
             ]
 
+    def select_streams_in_order(
+        self, after: tuple[UUID, int] | None, below: UUID | None, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        """As the SQLite recorder's: a page of the store in (stream, version) order."""
+        from psycopg.sql import SQL, Identifier
+
+        conditions: list[str] = ["notification_id <= %s"]
+        params: list[Any] = [upto]
+        if after is not None:
+            # A row comparison: the primary key's index walks straight to the next row.
+            conditions.append("(originator_id, originator_version) > (%s, %s)")
+            params.extend([after[0], after[1]])
+        if below is not None:
+            conditions.append("originator_id < %s")
+            params.append(below)
+        query = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE " + " AND ".join(conditions) + " "
+            "ORDER BY originator_id, originator_version LIMIT %s"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (*params, limit))
+            return [
+                StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+                for r in curs.fetchall()
+            ]
+
     def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         from psycopg.sql import SQL, Identifier
 
@@ -235,6 +288,32 @@ class OffenderRecords(Application[UUID]):
             event: Any = self.mapper.to_domain_event(stored)
             found[event.originator_id] = event.mutate(found.get(event.originator_id))
         return found
+
+    def streams(
+        self, start: UUID | None, below: UUID | None, upto: int, page: int = 20_000
+    ) -> Iterator[list[OffenderEvent]]:
+        """Every event notified at or before ``upto`` of the streams from ``start`` up to
+        (not including) ``below``, in (stream, version) order, a page of whole streams at a
+        time (no stream is split between two pages)."""
+        recorder = self.indexed_recorder
+        after: tuple[UUID, int] | None = None if start is None else (start, -1)  # versions >= 1
+        carried: list[StoredEvent] = []
+        while True:
+            rows = recorder.select_streams_in_order(after, below, upto, page)
+            last_page = len(rows) < page
+            if rows:
+                after = (UUID(str(rows[-1].originator_id)), rows[-1].originator_version)
+            rows = carried + rows
+            cut = len(rows)
+            if not last_page:
+                # The last stream of the page may go on in the next: carry it over.
+                while cut > 0 and rows[cut - 1].originator_id == rows[-1].originator_id:
+                    cut -= 1
+            carried = rows[cut:]
+            if cut:
+                yield [cast("OffenderEvent", self.mapper.to_domain_event(r)) for r in rows[:cut]]
+            if last_page:
+                return
 
     def offender(self, offender_id: UUID) -> Offender:
         return cast("Offender", self.repository.get(offender_id))

@@ -21,6 +21,7 @@ So redelivery is a no-op, a crash before commit repeats the batch harmlessly, an
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -209,14 +210,7 @@ class ProjectionWriter:
                         positions[upstream] = max(d.position for d in new)
                 if not fresh:
                     return 0
-                histories = self._load(tx, {d.event.originator_id for d in fresh})
-                applied = 0
-                for delivery in fresh:
-                    applied += _fold(histories, delivery.event)
-                changed = {key: h for key, h in histories.items() if h.changed}
-                stored = list(changed.values())
-                self._store(tx, stored)
-                self.projection.refresh(tx, stored)
+                applied, changed = self._apply(tx, [d.event for d in fresh])
                 for upstream, position in positions.items():
                     write_position(tx, self.projection.name, upstream, position)
         except BaseException:
@@ -224,6 +218,45 @@ class ProjectionWriter:
             raise
         self._remember(changed)
         return applied
+
+    def _apply(
+        self, tx: Transaction, events: Sequence[ev.OffenderEvent]
+    ) -> tuple[int, dict[UUID, OffenderHistory]]:
+        """Fold the events into their offenders' histories and store the changed histories
+        and their view rows; return how many were new, and the changed histories."""
+        histories = self._load(tx, {event.originator_id for event in events})
+        applied = 0
+        for event in events:
+            applied += _fold(histories, event)
+        changed = {key: h for key, h in histories.items() if h.changed}
+        stored = list(changed.values())
+        self._store(tx, stored)
+        self.projection.refresh(tx, stored)
+        return applied, changed
+
+    def replay(self, batch: ReplayBatch) -> int:
+        """Apply whole streams read from the event store to this projection, just reset
+        (it holds no history of their offenders), in one transaction and without a position
+        (a rebuild's replay: see ``infra.rebuild``); return how many events were applied.
+
+        Given every event of an offender at once, the projection derives the offender's rows
+        once rather than once per event, and the rules do not depend on how a history's
+        events were batched, so the rows are those of the incremental run. The histories
+        are not cached: a replay meets each offender once.
+        """
+        histories = {oid: OffenderHistory(str(oid), "") for oid in batch.offender_ids}
+        applied = 0
+        for event, document in zip(batch.events, batch.documents, strict=True):
+            applied += _fold(histories, event, document)
+        stored = list(histories.values())
+        with self.database.transaction() as tx:
+            self._store(tx, stored, batch.history_json)
+            self.projection.refresh(tx, stored)
+        return applied
+
+    def store_position(self, upstream: str, position: int) -> None:
+        with self.database.transaction() as tx:
+            write_position(tx, self.projection.name, upstream, position)
 
     def reset(self) -> None:
         """Forget every position and history, and the rows a rebuild recreates."""
@@ -269,14 +302,27 @@ class ProjectionWriter:
                 found[offender_id] = cached
         return found
 
-    def _store(self, tx: Transaction, changed: Sequence[OffenderHistory]) -> None:
+    def _store(
+        self,
+        tx: Transaction,
+        changed: Sequence[OffenderHistory],
+        encoded: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store these histories (``encoded``: the JSON of some, made already)."""
+        encoded = encoded or {}
         tx.executemany(
             "INSERT INTO projection_histories "
             "(projection, offender_id, mappa_ref, version, history) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (projection, offender_id) DO UPDATE SET mappa_ref = excluded.mappa_ref, "
             "version = excluded.version, history = excluded.history",
             [
-                (self.projection.name, h.offender_id, h.mappa_ref, h.version, h.encode())
+                (
+                    self.projection.name,
+                    h.offender_id,
+                    h.mappa_ref,
+                    h.version,
+                    encoded.get(h.offender_id) or h.encode(),
+                )
                 for h in changed
             ],
         )
@@ -289,7 +335,43 @@ class ProjectionWriter:
             self._cache.popitem(last=False)
 
 
-def _fold(histories: dict[UUID, OffenderHistory], event: ev.OffenderEvent) -> int:
+@dataclass(frozen=True)
+class ReplayBatch:
+    """Whole streams read from the event store for a rebuild, with what every projection
+    replaying them needs made once for all of them. Projections only read it."""
+
+    events: Sequence[ev.OffenderEvent]
+
+    @functools.cached_property
+    def offender_ids(self) -> list[UUID]:
+        return list(dict.fromkeys(event.originator_id for event in self.events))
+
+    @functools.cached_property
+    def documents(self) -> list[dict[str, Any] | None]:
+        """The fact document of each event (None: not an interchange event)."""
+        return [
+            event.to_document(with_recorded_at=True)
+            if isinstance(event, ev.InterchangeEvent)
+            else None
+            for event in self.events
+        ]
+
+    @functools.cached_property
+    def history_json(self) -> dict[str, str]:
+        """Offender id -> the JSON of the offender's whole history (as ``encode`` makes it)."""
+        documents: dict[str, list[dict[str, Any]]] = {}
+        for event, document in zip(self.events, self.documents, strict=True):
+            stream = documents.setdefault(str(event.originator_id), [])
+            if document is not None:
+                stream.append(document)
+        return {key: orjson.dumps(stream).decode() for key, stream in documents.items()}
+
+
+def _fold(
+    histories: dict[UUID, OffenderHistory],
+    event: ev.OffenderEvent,
+    document: dict[str, Any] | None = None,
+) -> int:
     """Add one event to its offender's history; 0 if that version was already applied."""
     history = histories[event.originator_id]
     if event.originator_version <= history.version:
@@ -298,7 +380,7 @@ def _fold(histories: dict[UUID, OffenderHistory], event: ev.OffenderEvent) -> in
     history.changed = True
     history.new_events.append(event)
     if isinstance(event, ev.InterchangeEvent):
-        history.documents.append(event.to_document(with_recorded_at=True))
+        history.documents.append(document or event.to_document(with_recorded_at=True))
         if not history.mappa_ref:
             history.mappa_ref = _mappa_ref(event)
     return 1

@@ -1065,7 +1065,7 @@ def rebuild_worker(out: Path) -> int:
     try:
         events = tracker.max_notification_id()
         names = list(tracker.writers)
-        jobs = default_jobs(settings, len(names))
+        jobs = default_jobs(settings)
         started = time.perf_counter()
         # A rebuild interrupted by a database restart starts again from zero; only the
         # attempt that completes is timed.

@@ -82,6 +82,7 @@ _ENROLLED = "victim.enrolled"
 _WITHDRAWN = "victim.withdrawn"
 _RETRACTED = "record.retracted"
 _NOTIFIED = "release.notified"
+_MAY_RAISE = frozenset({_ENROLLED, _NOTIFIED})
 _RELEASED = "custody.released"
 _LEVEL_CHANGED = "mappa.level-changed"
 _CASE_CLOSED = "mappa.case-closed"
@@ -730,6 +731,10 @@ def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -
     Raises ``ValueError`` for a lead time that is not a duration of years, months, weeks
     and days (reference data should be checked with :func:`parse_duration` when loaded).
     """
+    if not any(d["eventType"] in _MAY_RAISE for d in history):
+        # Every alert is owed to an enrolled victim or is a late notice of release: with
+        # neither in the history, there is nothing to derive (and most histories are so).
+        return []
     facts = _facts(history)
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
     of_victim: dict[str, list[_Fact]] = {}

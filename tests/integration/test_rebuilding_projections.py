@@ -11,7 +11,7 @@ import pytest
 from consumers.interchange import InvalidDocument, parse_document
 from infra.bootstrap import Tracker, projection_writers
 from infra.generator import generate_history
-from infra.rebuild import rebuild_projections
+from infra.rebuild import offender_ranges, rebuild_projections, replay
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from projections.ports import ViewDatabase
 from projections.statistical_return.projection import statistical_return
@@ -106,6 +106,77 @@ def test_rebuilding_every_projection_at_once_in_processes_gives_the_incremental_
     assert progress == {name: events for name in names}
     for name in names:
         assert snapshot(tracker.views, name) == before[name], name
+
+
+def test_a_replay_read_in_small_pages_gives_the_incremental_views(
+    tracker_factory: TrackerFactory,
+) -> None:
+    # Pages of 7 events: most offenders' streams are cut by a page's end and carried over,
+    # and many are longer than a page.
+    tracker = build_incrementally(tracker_factory)
+    names = list(tracker.writers)
+    before = {name: snapshot(tracker.views, name) for name in names}
+    longest = max(len(h.documents) for h in _histories(tracker, "caseload"))
+    assert longest > 7
+    rebuilt = rebuild_projections(tracker, names, page=7)
+    events = tracker.max_notification_id()
+    assert [(r.projection, r.applied) for r in rebuilt] == [(name, events) for name in names]
+    for name in names:
+        assert snapshot(tracker.views, name) == before[name], name
+
+
+def test_events_stored_after_the_replay_began_are_caught_up_from_the_log(
+    tracker_factory: TrackerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = build_incrementally(tracker_factory)
+    names = list(tracker.writers)
+    before = {name: snapshot(tracker.views, name) for name in names}
+    events = tracker.max_notification_id()
+    # As if the last 100 events were stored while the replay ran: it reads the store only
+    # up to the notification that was last when it began.
+    monkeypatch.setattr(tracker, "max_notification_id", lambda: events - 100)
+    caught_up: dict[str, int] = {}
+    original = tracker.catch_up
+
+    def counted_catch_up(*args: Any, **kwargs: Any) -> dict[str, int]:
+        caught_up.update(original(*args, **kwargs))
+        return caught_up
+
+    monkeypatch.setattr(tracker, "catch_up", counted_catch_up)
+    rebuilt = rebuild_projections(tracker, names)
+    assert caught_up == dict.fromkeys(names, 100)
+    assert all(r.applied == events for r in rebuilt)
+    monkeypatch.undo()
+    for name in names:
+        assert tracker.writer(name).position("offenders") == events
+        assert snapshot(tracker.views, name) == before[name], name
+
+
+def test_a_rebuild_stopped_part_way_is_completed_by_catching_up(
+    tracker_factory: TrackerFactory,
+) -> None:
+    # A replay stores whole offenders a page at a time; stopped after some, the projection
+    # is at position 0 with those offenders' histories complete, and catching up from the
+    # log skips what they hold.
+    tracker = build_incrementally(tracker_factory)
+    names = list(tracker.writers)
+    before = {name: snapshot(tracker.views, name) for name in names}
+    for name in names:
+        tracker.writer(name).reset()
+    first_half, _ = offender_ranges(2)
+    replayed = replay(tracker, names, first_half, tracker.max_notification_id(), page=50)
+    assert 0 < replayed["caseload"] < tracker.max_notification_id()
+    caught_up = tracker.catch_up(names)
+    assert caught_up == {name: tracker.max_notification_id() - replayed[name] for name in names}
+    for name in names:
+        assert snapshot(tracker.views, name) == before[name], name
+
+
+def _histories(tracker: Tracker, name: str) -> list[Any]:
+    from projections.base import load_histories
+
+    with tracker.views.transaction() as tx:
+        return load_histories(tx, name)
 
 
 def test_projecting_from_zero_into_empty_views_gives_the_incremental_views(
