@@ -441,6 +441,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("mappa run needs the Kafka pipeline: set MAPPA_KAFKA_BOOTSTRAP")
     if args.process == "project" and not args.name:
         raise UsageError("mappa run project NAME: caseload, statistical-return or victim-alerts")
+    if args.processes != 1:
+        return _run_several(args)
     shutdown = Shutdown().install()
     builders: dict[str, Callable[[Tracker], Any]] = {
         "ingest": processes.inbound_consumer,
@@ -466,6 +468,28 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except Stopped:
         pass
     return EXIT_OK
+
+
+# The processes that share their work through a consumer group; the relay reads the event
+# store's log in order and the publisher the alerts' sequence, so each runs once.
+_SHARED_BY_A_GROUP = ("ingest", "project")
+
+
+def _run_several(args: argparse.Namespace) -> int:
+    from consumers.runtime import Shutdown
+    from infra.process import run_several
+
+    if args.processes < 1:
+        raise UsageError(f"--processes: expected 1 or more, got {args.processes}")
+    if args.process not in _SHARED_BY_A_GROUP:
+        raise UsageError(
+            f"--processes: only ingest and project share their work (a consumer group); "
+            f"{args.process} runs as one process"
+        )
+    argv = [sys.executable, "-m", "infra.cli", "run", args.process]
+    if args.name:
+        argv.append(args.name)
+    return run_several(argv, args.processes, Shutdown().install())
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -804,6 +828,13 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", _run, "run a process of the Kafka pipeline until SIGTERM")
     run.add_argument("process", choices=("ingest", "relay", "project", "publish-alerts"))
     run.add_argument("name", nargs="?", help="with 'project': the projection to run")
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="ingest and project: run this many copies in one consumer group, sharing the "
+        "topic's partitions (one per core; up to the partition count, 6 by default)",
+    )
 
     produce = command("produce", _produce, "send an interchange file to the inbound topic")
     produce.add_argument("file", help="one interchange document per line")

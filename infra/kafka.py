@@ -21,8 +21,11 @@ class Topics:
     """The pipeline's topics and consumer groups; ``prefix`` isolates test runs."""
 
     prefix: str = ""
-    inbound_partitions: int = 3
-    offender_events_partitions: int = 3
+    # Six: the consumers of a group (`mappa run ingest --processes N`, likewise a projector)
+    # share the partitions evenly when there are 1, 2, 3 or 6 of them. An offender's
+    # messages stay on one partition (keyed by offender), so they stay in order.
+    inbound_partitions: int = 6
+    offender_events_partitions: int = 6
     victim_alerts_partitions: int = 3
 
     @property

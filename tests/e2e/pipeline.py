@@ -110,9 +110,11 @@ class Pipeline:
                 label
             )
 
-    def log(self, label: str) -> str:
+    def log(self, label: str, chars: int | None = 3000) -> str:
+        """The end of a process's log (``chars`` None: all of it)."""
         path = self.workdir / f"{label.replace(' ', '-')}.log"
-        return path.read_text()[-3000:] if path.exists() else ""
+        text = path.read_text() if path.exists() else ""
+        return text if chars is None else text[-chars:]
 
     def mappa(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(

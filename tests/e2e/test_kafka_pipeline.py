@@ -18,6 +18,7 @@ from infra.settings import Settings
 from projections.statistical_return.projection import statistical_return
 from tests.conftest import _create_schema, _drop_schema
 from tests.e2e.pipeline import (
+    PROJECTIONS,
     Pipeline,
     consume_all,
     send_with_kcat,
@@ -116,6 +117,19 @@ def assert_every_alert_published_once(pipeline: Pipeline, views: dict[str, Any])
     assert sorted(published) == [row[0] for row in views["alerts"]]
 
 
+def assert_settles_on_the_views(
+    pipeline: Pipeline, expected: dict[str, Any], what: str = "the pipeline to settle"
+) -> None:
+    """Once everything sent is consumed, the views and alerts are ``expected``'s."""
+    wait_until(lambda: settled(pipeline), 300, what)
+    tracker = pipeline.tracker()
+    try:
+        assert_same_views(comparable_views(tracker), expected)
+    finally:
+        tracker.close()
+    assert_every_alert_published_once(pipeline, expected)
+
+
 def test_ten_thousand_events_from_kcat_and_kafka_python_reach_every_projection(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
@@ -129,14 +143,7 @@ def test_ten_thousand_events_from_kcat_and_kafka_python_reach_every_projection(
     pipeline.start_all(projector_instances=2)  # two instances share each group's partitions
     send_with_kcat(pipeline, lines[: len(lines) // 2])
     assert pipeline.mappa("produce", str(second_half)).returncode == 0
-    wait_until(lambda: settled(pipeline), 300, "the pipeline to settle")
-
-    tracker = pipeline.tracker()
-    try:
-        assert_same_views(comparable_views(tracker), expected)
-    finally:
-        tracker.close()
-    assert_every_alert_published_once(pipeline, expected)
+    assert_settles_on_the_views(pipeline, expected)
 
 
 def test_killed_processes_and_restarted_servers_leave_the_views_of_a_clean_run(
@@ -181,13 +188,7 @@ def test_killed_processes_and_restarted_servers_leave_the_views_of_a_clean_run(
     subprocess.run([str(REPO / "scripts" / "postgres"), "stop"], check=True, timeout=120)
     subprocess.run([str(REPO / "scripts" / "postgres"), "start"], check=True, timeout=120)
 
-    wait_until(lambda: settled(pipeline), 300, "the pipeline to settle after the faults")
-    tracker = pipeline.tracker()
-    try:
-        assert_same_views(comparable_views(tracker), expected)
-    finally:
-        tracker.close()
-    assert_every_alert_published_once(pipeline, expected)
+    assert_settles_on_the_views(pipeline, expected, "the pipeline to settle after the faults")
 
 
 def test_sending_the_same_events_twice_changes_nothing_anywhere(
@@ -262,3 +263,32 @@ def test_an_offenders_documents_share_one_partition_whether_kcat_or_mappa_produc
         partitions.setdefault(message.key, set()).add(message.partition)
     assert len(partitions) > 30
     assert {key: p for key, p in partitions.items() if len(p) > 1} == {}
+
+
+def test_ingest_and_projectors_run_as_several_processes_of_one_group_give_the_same_views(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.jsonl"
+    write_history(history, offenders=200, seed=8)
+    expected = embedded_views(tmp_path, history)
+    pipeline.start("ingest", "--processes", "2", label="ingest")
+    pipeline.start("relay")
+    for name in PROJECTIONS:
+        pipeline.start("project", name, "--processes", "2", label=f"project {name}")
+    pipeline.start("publish-alerts")
+    assert pipeline.mappa("produce", str(history)).returncode == 0
+    assert_settles_on_the_views(pipeline, expected)
+    # Each command's two processes shared the topic's six partitions between them.
+    names = topics(pipeline.settings)
+    for label, topic in [("ingest", names.inbound), ("project caseload", names.offender_events)]:
+        assigned = [
+            entry["partitions"]
+            for line in pipeline.log(label, chars=None).splitlines()
+            if line.startswith("{")
+            and (entry := json.loads(line))["event"] == "partitions assigned"
+        ]
+        assert len(assigned) >= 2, label
+        last_two = [set(partitions) for partitions in assigned[-2:]]
+        assert last_two[0].isdisjoint(last_two[1]), label
+        assert last_two[0] | last_two[1] == {f"{topic}-{p}" for p in range(6)}, label
+    pipeline.stop_all()  # SIGTERM: every command stops its processes, each cleanly
