@@ -121,6 +121,9 @@ class Processes:
     # The last CPU time read of each process (label, pid), kept after it exits so that a
     # phase's CPU still counts a process that ended inside it.
     cpu_seconds: dict[tuple[str, int], float] = field(default_factory=dict)
+    # Where each label's log stood when it was last started: a label's log is appended to
+    # by every start, and only what this start wrote says anything about it.
+    log_starts: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -133,6 +136,7 @@ class Processes:
     def start(self, label: str, argv: Sequence[str], stdout: int | None = None) -> None:
         """Start ``argv`` (stderr to ``<label>.log``; stdout too unless ``stdout`` is given)."""
         log = self.log_path(label).open("ab")
+        self.log_starts[label] = log.tell()
         process = subprocess.Popen(
             list(argv),
             env=dict(self.env),
@@ -180,12 +184,14 @@ class Processes:
                 )
 
     def wait_for_log(self, label: str, text: str, timeout: float) -> None:
-        """Wait until the process has logged ``text`` (e.g. "partitions assigned")."""
+        """Wait until the process has logged ``text`` (e.g. "partitions assigned") since it
+        was last started."""
         deadline = time.monotonic() + timeout
+        start = self.log_starts.get(label, 0)
         while time.monotonic() < deadline:
             self.check_alive(label)
             path = self.log_path(label)
-            if path.exists() and text in path.read_text(errors="replace"):
+            if path.exists() and text.encode() in path.read_bytes()[start:]:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{label} did not log {text!r} within {timeout:.0f}s")
