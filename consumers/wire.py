@@ -79,7 +79,12 @@ def encode_stored(notification: Notification, mapper: Mapper[UUID]) -> bytes:
 def _stored_state(
     notification: Notification, mapper: Mapper[UUID], event_class: type
 ) -> dict[str, Any] | None:
-    if type(mapper.transcoder) is not JSONTranscoder:
+    # Stored in the library's JSON (by its encoder or one writing the same, as the
+    # tracker's does), read by its decoder: only then does this know how to read it.
+    transcoder = mapper.transcoder
+    if not isinstance(transcoder, JSONTranscoder) or type(transcoder).decode is not (
+        JSONTranscoder.decode
+    ):
         return None
     stored = notification.state
     if mapper.cipher:

@@ -17,8 +17,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
+import orjson
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import ProcessRecorder, StoredEvent, Tracking
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    ProcessRecorder,
+    StoredEvent,
+    Tracking,
+    Transcoder,
+)
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
 
@@ -234,10 +241,38 @@ class IndexedPostgresFactory(PostgresFactory):
     process_recorder_class = IndexedPostgresProcessRecorder
 
 
+class OrjsonEncodingTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, encoding with orjson: the same JSON (each datetime,
+    Decimal and the like as the library's ``{"_type_": ..., "_data_": ...}`` object, which
+    orjson asks ``default`` for), so events are read back by the library's own decoder and
+    stores written by either encoder are one format.
+
+    Why: the standard encoder took a tenth of ingest (12% of a profile), orjson a tenth of
+    that. orjson writes UUIDs itself, as plain strings, where the library writes a
+    transcoded object; no event has a UUID field, but a state holding one (or anything else
+    orjson refuses, such as an integer beyond 64 bits) is encoded by the library instead.
+    """
+
+    _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+    def encode(self, obj: Any) -> bytes:
+        if isinstance(obj, dict) and not any(type(v) is UUID for v in obj.values()):
+            try:
+                return orjson.dumps(obj, default=self._encode_obj, option=self._OPTIONS)
+            except orjson.JSONEncodeError:
+                pass
+        return super().encode(obj)
+
+
 class OffenderRecords(Application[UUID]):
     """The application holding every offender's stream (named ``offenders`` in the store)."""
 
     name = "offenders"
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = OrjsonEncodingTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder stores events and a consumer's tracking position atomically.

@@ -81,3 +81,22 @@ def test_an_event_the_library_would_upcast_is_relayed_the_slow_way(
     message = encode_stored(notification, mapper)
     assert relayed_by_domain_event == [notification]
     assert orjson.loads(message) == orjson.loads(encode_event(event, notification.id))  # type: ignore[arg-type]
+
+
+def test_the_store_writes_every_event_in_the_json_the_librarys_own_encoder_writes(
+    tracker_factory: TrackerFactory,
+) -> None:
+    from eventsourcing.persistence import JSONTranscoder, Mapper
+
+    from infra.eventstore import OrjsonEncodingTranscoder
+
+    tracker = tracker_factory()
+    assert isinstance(tracker.records.mapper.transcoder, OrjsonEncodingTranscoder)
+    results = tracker.ingest_service().ingest(list(enumerate(every_kind_of_stored_event().facts())))
+    assert all(r.verdict.value == "accepted" for r in results), results
+    library = JSONTranscoder()
+    tracker.records.register_transcodings(library)
+    by_library: Mapper[Any] = Mapper(transcoder=library)
+    for notification in tracker.records.recorder.select_notifications(start=1, limit=1000):
+        event = tracker.records.mapper.to_domain_event(notification)
+        assert notification.state == by_library.to_stored_event(event).state, notification.topic
