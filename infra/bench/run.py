@@ -1308,7 +1308,7 @@ def write_outputs(bench: Bench) -> None:
         "cpu": bench.cpu,
         "details": bench.details,
         "errors": bench.errors,
-        "note": _note(bench),
+        "note": _note(bench, previous),
     }
     report.write_json(json_path, meta, bench.figures)
     appendix = profile_appendix(bench)
@@ -1317,6 +1317,18 @@ def write_outputs(bench: Bench) -> None:
     report.write_markdown(md_path, meta, bench.figures, limits(bench), appendix, previous)
     print(f"\nwrote {md_path} and {json_path}\n")
     print("\n".join(report.figure_table(bench.figures, previous)))
+
+
+def _anchor_changes(bench: Bench, previous: dict[str, Any] | None) -> dict[str, float]:
+    """Each anchor's change from the previous run (0.1: 10% more), by label."""
+    earlier = (previous or {}).get("figures", {})
+    changes: dict[str, float] = {}
+    for key, figure in bench.figures.items.items():
+        before = (earlier.get(key) or {}).get("value")
+        if key.startswith("anchor.") and figure.value and before:
+            label = figure.label.removesuffix(" (anchor)").removesuffix(" (peer)")
+            changes[label] = figure.value / float(before) - 1
+    return changes
 
 
 def _same_parameters(previous: dict[str, Any], o: Options) -> bool:
@@ -1328,9 +1340,22 @@ def _same_parameters(previous: dict[str, Any], o: Options) -> bool:
     )
 
 
-def _note(bench: Bench) -> str:
+def _note(bench: Bench, previous: dict[str, Any] | None = None) -> str:
     o = bench.options
     notes = []
+    moved = _anchor_changes(bench, previous)
+    if moved and max(abs(change) for change in moved.values()) >= 0.15:
+        listed = ", ".join(f"{label} {change:+.0%}" for label, change in moved.items())
+        notes.append(
+            "**The machine itself was not as fast as in the previous run**"
+            if sum(moved.values()) < 0
+            else "**The machine itself was faster than in the previous run**"
+        )
+        notes[-1] += (
+            f": the anchors, which do not depend on the tracker's code, moved ({listed})."
+            " Compare the tracker's figures between the two runs by their ratios to the"
+            " anchors, not by value."
+        )
     if o.quick:
         notes.append(
             "**A quick run** (`--quick`, a smoke test): a small history and short"
@@ -1345,7 +1370,9 @@ def _note(bench: Bench) -> str:
             f" run (`scripts/bench`: 90,000 offenders, ten years) would take about"
             f" {minutes * scale:.0f} minutes on this machine against this run's {minutes:.0f}."
         )
-    others = [usage.get("others", 0.0) for usage in bench.cpu.values()]
+    # The rebuild's workers' database connections close before its phase ends, so their
+    # server processes' CPU shows as other work there: not a sign of a shared machine.
+    others = [usage.get("others", 0.0) for phase, usage in bench.cpu.items() if phase != "rebuild"]
     if others and max(others) >= 0.2:
         notes.append(
             "**The machine was shared**: other work used up to"
