@@ -337,7 +337,7 @@ class OffenderRecords(Application[UUID]):
             rows = recorder.select_streams_in_order(after, below, upto, page)
             last_page = len(rows) < page
             if rows:
-                after = (UUID(str(rows[-1].originator_id)), rows[-1].originator_version)
+                after = (cast(UUID, rows[-1].originator_id), rows[-1].originator_version)
             rows = carried + rows
             cut = len(rows)
             if not last_page:

@@ -50,6 +50,15 @@ def snapshot(views: ViewDatabase, name: str) -> list[Any]:
     return rows
 
 
+def views_of(tracker: Tracker) -> dict[str, list[Any]]:
+    return {name: snapshot(tracker.views, name) for name in tracker.writers}
+
+
+def assert_views_are(tracker: Tracker, expected: dict[str, list[Any]]) -> None:
+    for name in tracker.writers:
+        assert snapshot(tracker.views, name) == expected[name], name
+
+
 def ingest_incrementally(tracker: Tracker, lines: list[str], chunk: int) -> None:
     """Ingest a chunk at a time, bringing the projections up to date after each."""
     service = tracker.ingest_service()
@@ -87,7 +96,7 @@ def test_rebuilding_every_projection_at_once_in_processes_gives_the_incremental_
 ) -> None:
     tracker = build_incrementally(tracker_factory)
     names = list(tracker.writers)
-    before = {name: snapshot(tracker.views, name) for name in names}
+    before = views_of(tracker)
     progress: dict[str, int] = {}
 
     def counted(name: str, events: int) -> None:
@@ -96,7 +105,7 @@ def test_rebuilding_every_projection_at_once_in_processes_gives_the_incremental_
     if backend == "sqlite":
         with pytest.raises(ValueError, match="needs PostgreSQL"):
             rebuild_projections(tracker, names, jobs=2)
-        assert {name: snapshot(tracker.views, name) for name in names} == before
+        assert views_of(tracker) == before
         return
     rebuilt = rebuild_projections(tracker, names, jobs=2, on_batch=counted)
     assert [r.projection for r in rebuilt] == names
@@ -104,8 +113,7 @@ def test_rebuilding_every_projection_at_once_in_processes_gives_the_incremental_
     # Each was rebuilt in a process of its own, from the whole store, reporting its progress.
     assert all(r.applied > 0 and r.peak_rss_kib > 0 for r in rebuilt)
     assert progress == {name: events for name in names}
-    for name in names:
-        assert snapshot(tracker.views, name) == before[name], name
+    assert_views_are(tracker, before)
 
 
 def test_a_replay_read_in_small_pages_gives_the_incremental_views(
@@ -115,14 +123,13 @@ def test_a_replay_read_in_small_pages_gives_the_incremental_views(
     # and many are longer than a page.
     tracker = build_incrementally(tracker_factory)
     names = list(tracker.writers)
-    before = {name: snapshot(tracker.views, name) for name in names}
+    before = views_of(tracker)
     longest = max(len(h.documents) for h in _histories(tracker, "caseload"))
     assert longest > 7
     rebuilt = rebuild_projections(tracker, names, page=7)
     events = tracker.max_notification_id()
     assert [(r.projection, r.applied) for r in rebuilt] == [(name, events) for name in names]
-    for name in names:
-        assert snapshot(tracker.views, name) == before[name], name
+    assert_views_are(tracker, before)
 
 
 def test_events_stored_after_the_replay_began_are_caught_up_from_the_log(
@@ -130,7 +137,7 @@ def test_events_stored_after_the_replay_began_are_caught_up_from_the_log(
 ) -> None:
     tracker = build_incrementally(tracker_factory)
     names = list(tracker.writers)
-    before = {name: snapshot(tracker.views, name) for name in names}
+    before = views_of(tracker)
     events = tracker.max_notification_id()
     # As if the last 100 events were stored while the replay ran: it reads the store only
     # up to the notification that was last when it began.
@@ -160,7 +167,7 @@ def test_a_rebuild_stopped_part_way_is_completed_by_catching_up(
     # log skips what they hold.
     tracker = build_incrementally(tracker_factory)
     names = list(tracker.writers)
-    before = {name: snapshot(tracker.views, name) for name in names}
+    before = views_of(tracker)
     for name in names:
         tracker.writer(name).reset()
     first_half, _ = offender_ranges(2)
@@ -168,8 +175,7 @@ def test_a_rebuild_stopped_part_way_is_completed_by_catching_up(
     assert 0 < replayed["caseload"] < tracker.max_notification_id()
     caught_up = tracker.catch_up(names)
     assert caught_up == {name: tracker.max_notification_id() - replayed[name] for name in names}
-    for name in names:
-        assert snapshot(tracker.views, name) == before[name], name
+    assert_views_are(tracker, before)
 
 
 def _histories(tracker: Tracker, name: str) -> list[Any]:
