@@ -18,7 +18,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.runtime import Shutdown, Stopped, with_retries
-from consumers.wire import decode_event
+from consumers.wire import decode_fact
 from projections.base import Delivery, ProjectionWriter
 
 log = structlog.get_logger(__name__)
@@ -113,7 +113,7 @@ class KafkaProjector:
             deliveries = batches.setdefault(upstream_of(partition), [])
             for message in messages:
                 try:
-                    event = decode_event(message.value)
+                    event, document = decode_fact(message.value)
                 except ValueError as error:
                     # Only the relay writes this topic; a message it could not have written
                     # is logged and passed over rather than blocking the partition for ever.
@@ -121,5 +121,5 @@ class KafkaProjector:
                               upstream=upstream_of(partition), offset=message.offset,
                               error=str(error))  # fmt: skip
                     continue
-                deliveries.append(Delivery(message.offset + 1, event))
+                deliveries.append(Delivery(message.offset + 1, event, document))
         return self.writer.handle_all(batches)

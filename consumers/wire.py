@@ -109,23 +109,33 @@ def _stored_state(
 
 def decode_event(value: bytes) -> ev.OffenderEvent:
     """The stored event a message carries; raises ``ValueError`` on anything else."""
+    return decode_fact(value)[0]
+
+
+def decode_fact(value: bytes) -> tuple[ev.OffenderEvent, dict[str, Any] | None]:
+    """The stored event a message carries and, for an interchange event, its fact document
+    (the message's document with ``recordedAt``: what ``event.to_document(with_recorded_at=
+    True)`` gives, without rebuilding it from the event); raises ``ValueError`` on anything
+    else."""
     try:
         message = orjson.loads(value)
         offender_id = UUID(message["offenderId"])
         version = int(message["version"])
         recorded_at = datetime.fromisoformat(message["recordedAt"])
         if "document" in message:
-            return ev.InterchangeEvent.from_document(
-                message["document"], offender_id=offender_id, version=version,
-                recorded_at=recorded_at,
-            )  # fmt: skip
+            document = message["document"]
+            event = ev.InterchangeEvent.from_document(
+                document, offender_id=offender_id, version=version, recorded_at=recorded_at
+            )
+            # ``document_of`` puts recordedAt last, in the event's own ISO spelling.
+            return event, {**document, "recordedAt": recorded_at.isoformat()}
         event_class = resolve_topic(message["topic"])
-        event: ev.OffenderEvent = event_class(
+        fields_event: ev.OffenderEvent = event_class(
             originator_id=offender_id,
             originator_version=version,
             timestamp=recorded_at,
             **message["fields"],
         )
-        return event
+        return fields_event, None
     except (KeyError, TypeError, ValueError) as error:  # orjson.JSONDecodeError is one
         raise ValueError(f"not an offender event message: {error}") from error

@@ -78,6 +78,9 @@ class Delivery:
 
     position: int
     event: ev.OffenderEvent
+    # The event's fact document when the deliverer has it already (a Kafka message carries
+    # it), so that folding need not rebuild it from the event.
+    document: dict[str, Any] | None = None
 
 
 class Projection(ABC):
@@ -210,7 +213,7 @@ class ProjectionWriter:
                         positions[upstream] = max(d.position for d in new)
                 if not fresh:
                     return 0
-                applied, changed = self._apply(tx, [d.event for d in fresh])
+                applied, changed = self._apply(tx, fresh)
                 for upstream, position in positions.items():
                     write_position(tx, self.projection.name, upstream, position)
         except BaseException:
@@ -220,14 +223,14 @@ class ProjectionWriter:
         return applied
 
     def _apply(
-        self, tx: Transaction, events: Sequence[ev.OffenderEvent]
+        self, tx: Transaction, deliveries: Sequence[Delivery]
     ) -> tuple[int, dict[UUID, OffenderHistory]]:
         """Fold the events into their offenders' histories and store the changed histories
         and their view rows; return how many were new, and the changed histories."""
-        histories = self._load(tx, {event.originator_id for event in events})
+        histories = self._load(tx, {d.event.originator_id for d in deliveries})
         applied = 0
-        for event in events:
-            applied += _fold(histories, event)
+        for delivery in deliveries:
+            applied += _fold(histories, delivery.event, delivery.document)
         changed = {key: h for key, h in histories.items() if h.changed}
         stored = list(changed.values())
         self._store(tx, stored)

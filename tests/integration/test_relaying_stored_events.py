@@ -8,7 +8,7 @@ import orjson
 import pytest
 from eventsourcing.cipher import AESCipher
 
-from consumers.wire import decode_event, encode_event, encode_stored
+from consumers.wire import decode_event, decode_fact, encode_event, encode_stored
 from domain import events as ev
 from tests.builders import History
 from tests.conftest import TrackerFactory
@@ -51,6 +51,34 @@ def test_every_stored_event_relays_as_the_same_message_as_its_domain_event(
         slow = encode_event(domain_event, notification.id)  # type: ignore[arg-type]
         assert orjson.loads(fast) == orjson.loads(slow), notification.topic
         assert decode_event(fast) == domain_event
+
+
+@pytest.mark.parametrize("cipher_key", [None, KEY], ids=["in clear", "encrypted"])
+def test_every_relayed_message_carries_the_fact_document_a_projection_would_rebuild(
+    tracker_factory: TrackerFactory, cipher_key: str | None
+) -> None:
+    """A projector folds the message's document as it is: it must be the event's own fact
+    document, key for key and in the same order (the stored history's JSON is the same
+    whether it was fed from Kafka or rebuilt from the store)."""
+    tracker = tracker_factory(cipher_key=cipher_key)
+    tracker.ingest_service().ingest(list(enumerate(every_kind_of_stored_event().facts())))
+    notifications = tracker.records.recorder.select_notifications(start=1, limit=1000)
+    interchange = 0
+    for notification in notifications:
+        domain_event = tracker.records.mapper.to_domain_event(notification)
+        for message in (
+            encode_stored(notification, tracker.records.mapper),
+            encode_event(domain_event, notification.id),  # type: ignore[arg-type]
+        ):
+            event, document = decode_fact(message)
+            assert event == domain_event
+            if isinstance(domain_event, ev.InterchangeEvent):
+                interchange += 1
+                expected = domain_event.to_document(with_recorded_at=True)
+                assert orjson.dumps(document) == orjson.dumps(expected), notification.topic
+            else:
+                assert document is None
+    assert interchange >= 2 * len(ev.INTERCHANGE_EVENT_CLASSES)
 
 
 def test_an_event_the_library_would_upcast_is_relayed_the_slow_way(
