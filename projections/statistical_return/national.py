@@ -206,12 +206,14 @@ def national_returns(
     """Each area's return for each of ``years``, from the stored timelines (or, as known on
     an earlier moment, the stored histories). Each area's timelines are read and decoded
     once for all the years: the national tables compare two."""
-    from projections.statistical_return.projection import area_timelines, statistical_return
+    from projections.statistical_return.projection import statistical_return, timelines_by_area
     from projections.statistical_return.rules import return_from_timelines
 
+    areas = list(areas)
+    stored = timelines_by_area(tx, areas) if as_known_on is None else {}
     returns: dict[int, list[dict[str, Any]]] = {year: [] for year in years}
     for area in areas:
-        timelines = area_timelines(tx, area) if as_known_on is None else None
+        timelines = stored.get(area) if as_known_on is None else None
         for year in years:
             population = population_for(area, year)
             returns[year].append(
