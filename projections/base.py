@@ -64,6 +64,10 @@ class OffenderHistory:
     # Whatever a projection keeps between batches to avoid refolding a history (in memory
     # only, with the history, in the writer's cache).
     memo: dict[str, Any] = field(default_factory=dict)
+    # The JSON of the first ``encoded_count`` documents, as last stored or read (documents
+    # are only ever appended): see ``encode``.
+    encoded: str | None = None
+    encoded_count: int = 0
 
     def begin_batch(self) -> None:
         self.known_before = len(self.documents)
@@ -71,9 +75,21 @@ class OffenderHistory:
         self.new_events = []
 
     def encode(self) -> str:
-        """The JSON of the whole history (with orjson, cheaper than keeping the stored text
-        in memory to append to)."""
-        return orjson.dumps(self.documents).decode()
+        """The JSON of the whole history, as ``orjson.dumps(documents)`` spells it.
+
+        Made by appending the JSON of the documents added since it was last made: encoding
+        the whole history again at every batch was a seventh of a projector's time.
+        """
+        count = len(self.documents)
+        if self.encoded is None or self.encoded_count > count:
+            text = orjson.dumps(self.documents).decode()
+        elif self.encoded_count == count:
+            return self.encoded
+        else:
+            added = orjson.dumps(self.documents[self.encoded_count :]).decode()
+            text = added if self.encoded_count == 0 else f"{self.encoded[:-1]},{added[1:]}"
+        self.encoded, self.encoded_count = text, count
+        return text
 
 
 @dataclass(frozen=True)
@@ -313,7 +329,7 @@ class ProjectionWriter:
             documents = orjson.loads(history)
             histories[UUID(offender_id)] = OffenderHistory(
                 str(offender_id), str(mappa_ref), int(version), documents,
-                known_before=len(documents),
+                known_before=len(documents), encoded=history, encoded_count=len(documents),
             )  # fmt: skip
         for offender_id in offender_ids:
             if offender_id not in histories:
