@@ -19,6 +19,7 @@ wrong with it, it is dead-lettered and the position moves past it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -37,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 
 class InboundConsumer:
+    # A batch slower than this is logged with where its time went.
+    SLOW_BATCH_SECONDS = 0.5
+
     def __init__(
         self,
         service: IngestService,
@@ -103,7 +107,17 @@ class InboundConsumer:
             rejected = invalid + [r for r in results if r.verdict is Verdict.REJECTED]
             self._send_dead_letters([(*fresh[r.item], r) for r in rejected])
 
+        started = time.perf_counter()
         results = self.service.ingest(batch, tracking=positions, before_commit=dead_letter)
+        seconds = time.perf_counter() - started
+        if seconds >= self.SLOW_BATCH_SECONDS:
+            # Where a stall of the pipeline's first stage went, for whoever reads the log.
+            log.warning(
+                "slow batch", messages=len(fresh), ms=round(seconds * 1000),
+                **{f"{step}_ms": round(value * 1000)
+                   for step, value in self.service.last_timings.items() if step != "attempts"},
+                attempts=self.service.last_timings.get("attempts"),
+            )  # fmt: skip
         log.debug("ingested", upstreams=[p.application_name for p in positions],
                   messages=len(fresh), rejected=len(invalid))  # fmt: skip
         return invalid + results

@@ -9,6 +9,7 @@ on an event store that locks its table per insert.
 from __future__ import annotations
 
 import enum
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class IngestService:
         # Offenders as last saved by this service. Another writer may have moved one on
         # since: then the save is refused and the batch decided again from the store.
         self._cache: OrderedDict[UUID, Offender] = OrderedDict()
+        self.last_timings: dict[str, float] = {}
 
     def ingest(
         self,
@@ -96,11 +98,23 @@ class IngestService:
         """
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
+                started = time.perf_counter()
                 results, offenders, index_rows = self._decide(batch)
+                decided = time.perf_counter()
                 if before_commit is not None:
                     before_commit(results)
+                told = time.perf_counter()
                 if offenders or tracking:
                     self.records.save_batch(offenders, index_rows, tracking)
+                # Where the last batch's time went (seconds), for a consumer to report a
+                # slow one: deciding (loading offenders included), the caller's
+                # ``before_commit``, storing and committing.
+                self.last_timings = {
+                    "decide": decided - started,
+                    "before_commit": told - decided,
+                    "store": time.perf_counter() - told,
+                    "attempts": attempt,
+                }
             except IntegrityError:
                 log.warning("concurrent write, deciding again", attempt=attempt)
                 self._cache.clear()

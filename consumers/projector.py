@@ -9,6 +9,7 @@ the database, which are the truth: an offset committed to Kafka but not to the d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -73,6 +74,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
 
 class KafkaProjector:
+    # A batch slower to store than this is logged (a stall an alert's latency would show).
+    SLOW_BATCH_SECONDS = 0.5
+
     def __init__(
         self,
         writer: ProjectionWriter,
@@ -122,4 +126,11 @@ class KafkaProjector:
                               error=str(error))  # fmt: skip
                     continue
                 deliveries.append(Delivery(message.offset + 1, event, document))
-        return self.writer.handle_all(batches)
+        started = time.perf_counter()
+        applied = self.writer.handle_all(batches)
+        seconds = time.perf_counter() - started
+        if seconds >= self.SLOW_BATCH_SECONDS:
+            log.warning("slow batch", projection=self.writer.projection.name,
+                        messages=sum(map(len, batches.values())), applied=applied,
+                        ms=round(seconds * 1000))  # fmt: skip
+        return applied
