@@ -149,6 +149,26 @@ def compress_with_lz4(tx: Transaction, columns: Sequence[tuple[str, str]]) -> No
             tx.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
 
 
+def in_list(
+    tx: Transaction, column: str, values: Sequence[Any]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """``column IN values`` as conditions with their parameters, to run one by one.
+
+    On PostgreSQL one condition over one array parameter: psycopg parses a statement of
+    500 placeholders anew each time (measured, a twentieth of a projector's time), and the
+    planner treats ``IN (...)`` as ``= ANY(array)`` anyway. Elsewhere 500 placeholders a
+    condition (SQLite limits the parameters of one statement).
+    """
+    if not values:
+        return []
+    if tx.dialect == "postgres":
+        return [(f"{column} = ANY(%s)", (list(values),))]
+    return [
+        (f"{column} IN ({', '.join(['%s'] * len(chunk))})", tuple(chunk))
+        for chunk in (values[start : start + 500] for start in range(0, len(values), 500))
+    ]
+
+
 def read_position(tx: Transaction, reader: str, upstream: str) -> int:
     """How far ``reader`` has got in ``upstream`` (0: nothing read yet)."""
     tx.execute(

@@ -19,6 +19,7 @@ from projections.base import (
     OffenderHistory,
     Projection,
     events_of,
+    in_list,
     load_histories,
     typed_events,
 )
@@ -94,13 +95,8 @@ class CaseloadProjection(Projection):
             [_row(s) for s in snapshots],
         )
         ids = [s.offender_id for s in snapshots]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            tx.execute(
-                "DELETE FROM caseload_orders WHERE offender_id IN "
-                f"({', '.join(['%s'] * len(chunk))})",
-                chunk,
-            )
+        for condition, params in in_list(tx, "offender_id", ids):
+            tx.execute(f"DELETE FROM caseload_orders WHERE {condition}", params)
         order_rows = [
             (s.offender_id, o.event_id, o.order_type, o.granted_on, o.expires_on,
              json.dumps(list(o.prohibitions)))

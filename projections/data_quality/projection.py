@@ -25,7 +25,7 @@ from typing import Any
 
 from domain import events as ev
 from domain.timeline import state_of
-from projections.base import OffenderHistory, Projection, typed_events
+from projections.base import OffenderHistory, Projection, in_list, typed_events
 from projections.ports import Transaction
 
 NAME = "data-quality"
@@ -132,12 +132,9 @@ def _apply(
 def _stored_rows(tx: Transaction, offender_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """Stored query rows of these offenders: offender id -> query id -> row."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
-    for start in range(0, len(offender_ids), 500):
-        chunk = offender_ids[start : start + 500]
+    for condition, params in in_list(tx, "offender_id", offender_ids):
         tx.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM data_quality_queries "
-            f"WHERE offender_id IN ({', '.join(['%s'] * len(chunk))})",
-            chunk,
+            f"SELECT {', '.join(_COLUMNS)} FROM data_quality_queries WHERE {condition}", params
         )
         for values in tx.fetchall():
             row = dict(zip(_COLUMNS, values, strict=True))

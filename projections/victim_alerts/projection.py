@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from projections.base import History, OffenderHistory, Projection
+from projections.base import History, OffenderHistory, Projection, in_list
 from projections.ports import Transaction
 from projections.victim_alerts.rules import (
     CORRECTION,
@@ -206,14 +206,12 @@ def _alert_row(alert: Alert) -> tuple[Any, ...]:
 
 
 def _raised_for(tx: Transaction, offender_ids: Sequence[str]) -> dict[str, dict[str, Alert]]:
-    """The alerts on record of each of these offenders (one query per few hundred)."""
+    """The alerts on record of each of these offenders."""
     found: dict[str, dict[str, Alert]] = {}
-    for start in range(0, len(offender_ids), 500):
-        chunk = offender_ids[start : start + 500]
+    for condition, params in in_list(tx, "offender_id", offender_ids):
         tx.execute(
-            f"SELECT offender_id, {', '.join(_ALERT_FIELDS)} FROM victim_alerts "
-            f"WHERE offender_id IN ({', '.join(['%s'] * len(chunk))})",
-            tuple(chunk),
+            f"SELECT offender_id, {', '.join(_ALERT_FIELDS)} FROM victim_alerts WHERE {condition}",
+            params,
         )
         for row in tx.fetchall():
             alert = _alert_from(row[1:])
