@@ -54,18 +54,23 @@ class _FreezeSurvivors:
 
     def __init__(self) -> None:
         self._started = 0.0
+        self._cpu_started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            self._cpu_started = time.thread_time()
             return
         gc.freeze()
         seconds = time.perf_counter() - self._started
         if seconds >= self.SLOW_SECONDS:
+            # cpu_ms: the collecting thread's own CPU; much less than ms means it waited
+            # (for the CPU, or for the interpreter lock held by another thread).
             log.info(
                 "slow garbage collection",
                 generation=info.get("generation", 0),
                 ms=round(seconds * 1000, 1),
+                cpu_ms=round((time.thread_time() - self._cpu_started) * 1000, 1),
                 collected=info.get("collected", 0),
             )
 
