@@ -19,10 +19,15 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.runtime import Shutdown, Stopped, with_retries
-from consumers.wire import decode_fact
+from consumers.wire import DecodedMessage, decode_message
 from projections.base import Delivery, ProjectionWriter
 
 log = structlog.get_logger(__name__)
+
+
+def delivery_of(position: int, decoded: DecodedMessage) -> Delivery:
+    """A decoded message as delivered to a projection (a fact as its document alone)."""
+    return Delivery(position, decoded.event, decoded.document, decoded.offender_id, decoded.version)
 
 
 def upstream_of(partition: TopicPartition) -> str:
@@ -117,7 +122,7 @@ class KafkaProjector:
             deliveries = batches.setdefault(upstream_of(partition), [])
             for message in messages:
                 try:
-                    event, document = decode_fact(message.value)
+                    decoded = decode_message(message.value)
                 except ValueError as error:
                     # Only the relay writes this topic; a message it could not have written
                     # is logged and passed over rather than blocking the partition for ever.
@@ -125,7 +130,7 @@ class KafkaProjector:
                               upstream=upstream_of(partition), offset=message.offset,
                               error=str(error))  # fmt: skip
                     continue
-                deliveries.append(Delivery(message.offset + 1, event, document))
+                deliveries.append(delivery_of(message.offset + 1, decoded))
         started = time.perf_counter()
         applied = self.writer.handle_all(batches)
         seconds = time.perf_counter() - started

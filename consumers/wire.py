@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 import orjson
@@ -112,30 +112,68 @@ def decode_event(value: bytes) -> ev.OffenderEvent:
     return decode_fact(value)[0]
 
 
-def decode_fact(value: bytes) -> tuple[ev.OffenderEvent, dict[str, Any] | None]:
-    """The stored event a message carries and, for an interchange event, its fact document
-    (the message's document with ``recordedAt``: what ``event.to_document(with_recorded_at=
-    True)`` gives, without rebuilding it from the event); raises ``ValueError`` on anything
-    else."""
+class DecodedMessage(NamedTuple):
+    """A message of the topic, decoded no further than a projection needs: a fact as its
+    fact document (the typed event is built only if a rule asks for it, see
+    ``projections.base.typed_events``), a finding of the tracker's as its event."""
+
+    offender_id: UUID
+    version: int
+    # The fact document (the message's document with ``recordedAt``: what
+    # ``event.to_document(with_recorded_at=True)`` gives), for an interchange event.
+    document: dict[str, Any] | None
+    # The event, for anything else (None with a document).
+    event: ev.OffenderEvent | None
+
+
+def decode_message(value: bytes) -> DecodedMessage:
+    """Decode a message of the topic; raises ``ValueError`` on anything else."""
     try:
         message = orjson.loads(value)
         offender_id = UUID(message["offenderId"])
         version = int(message["version"])
-        recorded_at = datetime.fromisoformat(message["recordedAt"])
         if "document" in message:
             document = message["document"]
-            event = ev.InterchangeEvent.from_document(
-                document, offender_id=offender_id, version=version, recorded_at=recorded_at
-            )
+            recorded_at = datetime.fromisoformat(message["recordedAt"])
+            # What building its event would need, checked now, so that a message the relay
+            # could not have written is skipped here rather than failing a batch later.
+            if document["eventType"] not in ev.EVENT_CLASS_BY_TYPE:
+                raise ValueError(f"unknown event type {document['eventType']!r}")
+            datetime.fromisoformat(document["occurredAt"])
+            if not isinstance(document["personReference"]["identifiers"], list):
+                raise ValueError("personReference.identifiers is not a list")
+            for key in ("eventId", "source", "area"):
+                document[key]
             # ``document_of`` puts recordedAt last, in the event's own ISO spelling.
-            return event, {**document, "recordedAt": recorded_at.isoformat()}
+            fact = {**document, "recordedAt": recorded_at.isoformat()}
+            return DecodedMessage(offender_id, version, fact, None)
         event_class = resolve_topic(message["topic"])
-        fields_event: ev.OffenderEvent = event_class(
+        event: ev.OffenderEvent = event_class(
             originator_id=offender_id,
             originator_version=version,
-            timestamp=recorded_at,
+            timestamp=datetime.fromisoformat(message["recordedAt"]),
             **message["fields"],
         )
-        return fields_event, None
+        return DecodedMessage(offender_id, version, None, event)
     except (KeyError, TypeError, ValueError) as error:  # orjson.JSONDecodeError is one
         raise ValueError(f"not an offender event message: {error}") from error
+
+
+def decode_fact(value: bytes) -> tuple[ev.OffenderEvent, dict[str, Any] | None]:
+    """The stored event a message carries and, for an interchange event, its fact document;
+    raises ``ValueError`` on anything else."""
+    decoded = decode_message(value)
+    if decoded.event is not None:
+        return decoded.event, None
+    document = decoded.document
+    assert document is not None  # one or the other, always
+    try:
+        event = ev.InterchangeEvent.from_document(
+            document,
+            offender_id=decoded.offender_id,
+            version=decoded.version,
+            recorded_at=datetime.fromisoformat(document["recordedAt"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not an offender event message: {error}") from error
+    return event, document

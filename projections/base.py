@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -59,9 +60,13 @@ class OffenderHistory:
     changed: bool = False
     # How many documents the history had before this batch: the rest arrived in it.
     known_before: int = 0
-    # The events applied in this batch, in stream order: facts and the tracker's own findings
-    # (data-quality queries) alike. Not stored: only ``documents`` are kept between batches.
+    # The typed events applied in this batch, in stream order: the tracker's own findings
+    # (data-quality queries), and facts delivered as events. Not stored: only ``documents``
+    # are kept between batches.
     new_events: list[ev.OffenderEvent] = field(default_factory=list)
+    # The typed event of each document added in this batch, None where the fact came as its
+    # document only (``typed_events`` builds it, if a projection asks).
+    new_facts: list[ev.InterchangeEvent | None] = field(default_factory=list)
     # Whatever a projection keeps between batches to avoid refolding a history (in memory
     # only, with the history, in the writer's cache).
     memo: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +79,7 @@ class OffenderHistory:
         self.known_before = len(self.documents)
         self.changed = False
         self.new_events = []
+        self.new_facts = []
 
     def encode(self) -> str:
         """The JSON of the whole history, as ``orjson.dumps(documents)`` spells it.
@@ -95,13 +101,30 @@ class OffenderHistory:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A stored event as delivered to a projection, with its place in its upstream."""
+    """A stored event as delivered to a projection, with its place in its upstream: as its
+    event, or (a fact read from Kafka) as its fact document only, with whose it is and its
+    version: most projections never need the typed event, and building it was a tenth of
+    their time."""
 
     position: int
-    event: ev.OffenderEvent
+    event: ev.OffenderEvent | None
     # The event's fact document when the deliverer has it already (a Kafka message carries
     # it), so that folding need not rebuild it from the event.
     document: dict[str, Any] | None = None
+    # Only without ``event``: the offender's id and the event's version in their stream.
+    offender_id: UUID | None = None
+    version: int = 0
+
+    @property
+    def originator_id(self) -> UUID:
+        if self.event is not None:
+            return self.event.originator_id
+        assert self.offender_id is not None, "a delivery without its event names its offender"
+        return self.offender_id
+
+    @property
+    def originator_version(self) -> int:
+        return self.event.originator_version if self.event is not None else self.version
 
 
 class Projection(ABC):
@@ -292,10 +315,10 @@ class ProjectionWriter:
     ) -> tuple[int, dict[UUID, OffenderHistory]]:
         """Fold the events into their offenders' histories and store the changed histories
         and their view rows; return how many were new, and the changed histories."""
-        histories = self._load(tx, {d.event.originator_id for d in deliveries})
+        histories = self._load(tx, {d.originator_id for d in deliveries})
         applied = 0
-        for delivery in deliveries:
-            applied += _fold(histories, delivery.event, delivery.document)
+        for d in deliveries:
+            applied += _fold(histories, d.originator_id, d.originator_version, d.event, d.document)
         changed = {key: h for key, h in histories.items() if h.changed}
         stored = list(changed.values())
         self._store(tx, stored)
@@ -315,7 +338,9 @@ class ProjectionWriter:
         histories = {oid: OffenderHistory(str(oid), "") for oid in batch.offender_ids}
         applied = 0
         for event, document in zip(batch.events, batch.documents, strict=True):
-            applied += _fold(histories, event, document)
+            applied += _fold(
+                histories, event.originator_id, event.originator_version, event, document
+            )
         stored = list(histories.values())
         with self.database.transaction() as tx:
             self._store(tx, stored, batch.history_json)
@@ -437,25 +462,34 @@ class ReplayBatch:
 
 def _fold(
     histories: dict[UUID, OffenderHistory],
-    event: ev.OffenderEvent,
+    offender_id: UUID,
+    version: int,
+    event: ev.OffenderEvent | None,
     document: dict[str, Any] | None = None,
 ) -> int:
-    """Add one event to its offender's history; 0 if that version was already applied."""
-    history = histories[event.originator_id]
-    if event.originator_version <= history.version:
+    """Add one event (or fact document: ``event`` None) to its offender's history; 0 if
+    that version was already applied."""
+    history = histories[offender_id]
+    if version <= history.version:
         return 0
-    history.version = event.originator_version
+    history.version = version
     history.changed = True
-    history.new_events.append(event)
-    if isinstance(event, ev.InterchangeEvent):
-        history.documents.append(document or event.to_document(with_recorded_at=True))
+    if event is not None:
+        history.new_events.append(event)
+    if event is None or isinstance(event, ev.InterchangeEvent):
+        if document is None:
+            assert event is not None  # a delivery has one or the other
+            document = event.to_document(with_recorded_at=True)
+        history.documents.append(document)
+        history.new_facts.append(event)
         if not history.mappa_ref:
-            history.mappa_ref = _mappa_ref(event)
+            history.mappa_ref = _mappa_ref(document)
     return 1
 
 
-def _mappa_ref(event: ev.InterchangeEvent) -> str:
-    return next(i["value"] for i in event.identifiers if i["type"] == "MAPPA")
+def _mappa_ref(document: dict[str, Any]) -> str:
+    identifiers = document["personReference"]["identifiers"]
+    return str(next(i["value"] for i in identifiers if i["type"] == "MAPPA"))
 
 
 def load_histories(
@@ -477,31 +511,36 @@ def load_histories(
 
 def events_of(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     """The typed events of a stored history (documents were validated when ingested)."""
-    from datetime import datetime
-
     offender_id = UUID(history.offender_id)
-    return [
-        ev.InterchangeEvent.from_document(
-            document,
-            offender_id=offender_id,
-            version=0,
-            recorded_at=datetime.fromisoformat(document["recordedAt"]),
-        )
-        for document in history.documents
-    ]
+    return [_event_of(document, offender_id) for document in history.documents]
+
+
+def _event_of(document: dict[str, Any], offender_id: UUID) -> ev.InterchangeEvent:
+    return ev.InterchangeEvent.from_document(
+        document,
+        offender_id=offender_id,
+        version=0,
+        recorded_at=datetime.fromisoformat(document["recordedAt"]),
+    )
 
 
 def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     """The typed events of a history, kept in the history's memo between batches so that
-    only the documents new in this batch are ever rebuilt (the events delivered in the
-    batch are typed already)."""
+    only the documents new in this batch are ever built (a fact delivered as its event is
+    used as it is; one delivered as its document only is built here, when a projection
+    first asks)."""
     memo: list[ev.InterchangeEvent] | None = history.memo.get("events")
     if memo is None or len(memo) != history.known_before:
         memo = events_of(OffenderHistory(
             history.offender_id, history.mappa_ref,
             documents=history.documents[: history.known_before],
         ))  # fmt: skip
-    memo.extend(e for e in history.new_events if isinstance(e, ev.InterchangeEvent))
+    added = history.documents[history.known_before :]
+    offender_id = UUID(history.offender_id)
+    memo.extend(
+        fact if fact is not None else _event_of(document, offender_id)
+        for document, fact in zip(added, history.new_facts, strict=True)
+    )
     history.memo["events"] = memo
     return list(memo)
 
