@@ -107,11 +107,6 @@ def _stored_state(
     return state
 
 
-def decode_event(value: bytes) -> ev.OffenderEvent:
-    """The stored event a message carries; raises ``ValueError`` on anything else."""
-    return decode_fact(value)[0]
-
-
 class DecodedMessage(NamedTuple):
     """A message of the topic, decoded no further than a projection needs: a fact as its
     fact document (the typed event is built only if a rule asks for it, see
@@ -159,21 +154,17 @@ def decode_message(value: bytes) -> DecodedMessage:
         raise ValueError(f"not an offender event message: {error}") from error
 
 
-def decode_fact(value: bytes) -> tuple[ev.OffenderEvent, dict[str, Any] | None]:
-    """The stored event a message carries and, for an interchange event, its fact document;
-    raises ``ValueError`` on anything else."""
+def decode_event(value: bytes) -> ev.OffenderEvent:
+    """The stored event a message carries (a fact built from its document); raises
+    ``ValueError`` on anything else."""
     decoded = decode_message(value)
     if decoded.event is not None:
-        return decoded.event, None
+        return decoded.event
     document = decoded.document
     assert document is not None  # one or the other, always
-    try:
-        event = ev.InterchangeEvent.from_document(
-            document,
-            offender_id=decoded.offender_id,
-            version=decoded.version,
-            recorded_at=datetime.fromisoformat(document["recordedAt"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"not an offender event message: {error}") from error
-    return event, document
+    return ev.InterchangeEvent.from_document(
+        document,
+        offender_id=decoded.offender_id,
+        version=decoded.version,
+        recorded_at=datetime.fromisoformat(document["recordedAt"]),
+    )

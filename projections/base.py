@@ -555,8 +555,7 @@ HISTORY_ROWS_ON_POSTGRES = (
 def _history_rows(
     tx: Transaction, projection: str, offender_ids: Sequence[str], columns: str
 ) -> list[tuple[Any, ...]]:
-    """``offender_id`` and ``columns`` of these offenders' stored histories, a few hundred
-    ids per statement (SQLite limits the parameters of one)."""
+    """``offender_id`` and ``columns`` of these offenders' stored histories."""
     rows: list[tuple[Any, ...]] = []
     if not offender_ids:
         return rows
@@ -571,13 +570,11 @@ def _history_rows(
         statement = HISTORY_ROWS_ON_POSTGRES.format(columns=columns)
         tx.execute(statement, (list(offender_ids), projection))
         return tx.fetchall()
-    for start in range(0, len(offender_ids), 500):
-        chunk = offender_ids[start : start + 500]
-        marks = ",".join(["%s"] * len(chunk))
+    for condition, params in in_list(tx, "offender_id", offender_ids):
         tx.execute(
             f"SELECT offender_id, {columns} FROM projection_histories "
-            f"WHERE projection = %s AND offender_id IN ({marks})",
-            (projection, *chunk),
+            f"WHERE projection = %s AND {condition}",
+            (projection, *params),
         )
         rows.extend(tx.fetchall())
     return rows

@@ -213,7 +213,7 @@ def national_returns(
     stored = timelines_by_area(tx, areas) if as_known_on is None else {}
     returns: dict[int, list[dict[str, Any]]] = {year: [] for year in years}
     for area in areas:
-        timelines = stored.get(area) if as_known_on is None else None
+        timelines = stored.get(area)  # None: as known on an earlier moment
         for year in years:
             population = population_for(area, year)
             returns[year].append(

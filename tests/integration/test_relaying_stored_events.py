@@ -8,7 +8,7 @@ import orjson
 import pytest
 from eventsourcing.cipher import AESCipher
 
-from consumers.wire import decode_event, decode_fact, encode_event, encode_stored
+from consumers.wire import decode_event, decode_message, encode_event, encode_stored
 from domain import events as ev
 from tests.builders import History
 from tests.conftest import TrackerFactory
@@ -70,8 +70,8 @@ def test_every_relayed_message_carries_the_fact_document_a_projection_would_rebu
             encode_stored(notification, tracker.records.mapper),
             encode_event(domain_event, notification.id),  # type: ignore[arg-type]
         ):
-            event, document = decode_fact(message)
-            assert event == domain_event
+            document = decode_message(message).document
+            assert decode_event(message) == domain_event
             if isinstance(domain_event, ev.InterchangeEvent):
                 interchange += 1
                 expected = domain_event.to_document(with_recorded_at=True)
