@@ -281,12 +281,27 @@ def test_ingest_and_projectors_run_as_several_processes_of_one_group_give_the_sa
     # Each command's two processes shared the topic's six partitions between them.
     names = topics(pipeline.settings)
     for label, topic in [("ingest", names.inbound), ("project caseload", names.offender_events)]:
-        assigned = [
-            entry["partitions"]
-            for line in pipeline.log(label, chars=None).splitlines()
-            if line.startswith("{")
-            and (entry := json.loads(line))["event"] == "partitions assigned"
-        ]
+
+        def assignments(label: str = label) -> list[list[str]]:
+            return [
+                entry["partitions"]
+                for line in pipeline.log(label, chars=None).splitlines()
+                if line.startswith("{")
+                and (entry := json.loads(line))["event"] == "partitions assigned"
+            ]
+
+        def shared(topic: str = topic) -> bool:
+            last_two = [set(partitions) for partitions in assignments()[-2:]]
+            return (
+                len(last_two) == 2
+                and last_two[0].isdisjoint(last_two[1])
+                and (last_two[0] | last_two[1] == {f"{topic}-{p}" for p in range(6)})
+            )
+
+        # One process may have done all the work before the other joined the group: the
+        # views settle first, the group's last rebalance is logged a moment later.
+        wait_until(shared, 60, f"{label}: the partitions shared by both processes")
+        assigned = assignments()
         assert len(assigned) >= 2, label
         last_two = [set(partitions) for partitions in assigned[-2:]]
         assert last_two[0].isdisjoint(last_two[1]), label
