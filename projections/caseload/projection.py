@@ -31,6 +31,7 @@ from projections.caseload.rules import (
     Order,
     Recall,
     Snapshot,
+    SnapshotFold,
     end_of_day,
     snapshot,
     summarise,
@@ -86,7 +87,7 @@ class CaseloadProjection(Projection):
         tx.execute("DELETE FROM caseload_orders")
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
-        snapshots = [snapshot(h.offender_id, h.mappa_ref, typed_events(h)) for h in offenders]
+        snapshots = [_snapshot_of(h) for h in offenders]
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
         tx.executemany(
@@ -109,6 +110,25 @@ class CaseloadProjection(Projection):
                 f"VALUES ({', '.join(['%s'] * len(_ORDER_COLUMNS))})",
                 order_rows,
             )
+
+
+def _snapshot_of(history: OffenderHistory) -> Snapshot:
+    """The offender's snapshot after every fact in the history.
+
+    The fold is kept with the history between batches and extended by the facts new in this
+    batch when they follow every fact folded so far; otherwise, and for a history read
+    from the database, the whole history is folded again. Folding every history again at
+    every batch was a quarter of the projector's time.
+    """
+    events = typed_events(history)
+    kept: SnapshotFold | None = history.memo.get(NAME)
+    if history.memo.get(f"{NAME}-count") != history.known_before:
+        kept = None
+    if kept is None or not kept.extended(events[history.known_before :]):
+        kept = SnapshotFold.of(events)
+    history.memo[NAME] = kept
+    history.memo[f"{NAME}-count"] = len(history.documents)
+    return kept.snapshot(history.offender_id, history.mappa_ref)
 
 
 def _add_missing_columns(tx: Transaction) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain import events as ev
-from domain.timeline import fold, placement_key
+from domain.timeline import OffenderState, advance, placement_key
 from projections.victim_alerts.rules import add_duration, parse_duration
 
 LONDON = ZoneInfo("Europe/London")
@@ -116,30 +116,81 @@ def snapshot(
 ) -> Snapshot:
     """The offender after every non-retracted fact that occurred before ``before`` (all of
     them when None). Retractions apply whenever they occurred: see the module docstring."""
-    facts: list[ev.InterchangeEvent] = []
-    retracted: dict[str, str] = {}
-    known: set[str] = set()
-    for event in events:
-        known.add(event.event_id)
-        if isinstance(event, ev.RecordRetracted):
-            retracted[event.retracted_event_id] = event.event_id
-        elif before is None or event.occurred_at < before:
-            facts.append(event)
-    state, _ = fold(facts, retracted, known)
-    placed = sorted((f for f in facts if f.event_id not in retracted), key=placement_key)
-    notice_fact: ev.ReleaseNotified | None = None
-    last_recall: Recall | None = None
-    orders: list[Order] = []
-    for fact in placed:
+    return SnapshotFold.of(events, before).snapshot(offender_id, mappa_ref)
+
+
+class SnapshotFold:
+    """The fold behind a :class:`Snapshot`: the facts applied one by one in placement order.
+
+    Kept between batches by the projection, so that facts placed after every fact folded so
+    far (as most are: agencies mostly report in order) are applied to it instead of folding
+    the whole history again. Anything else (a fact placed earlier, a retraction, a fact
+    already retracted) calls for a fold from scratch: :meth:`extended` says which.
+    """
+
+    def __init__(self, retracted: set[str]) -> None:
+        self.retracted = retracted  # ids of the facts retracted (whether received or not)
+        self.state = OffenderState()
+        self.last_key: tuple[datetime, str] | None = None
+        self.notice_fact: ev.ReleaseNotified | None = None
+        self.last_recall: Recall | None = None
+        self.orders: list[Order] = []
+        # The level and area "at the notice": every change up to its instant, ties included,
+        # exactly as the late-release-notice alert judges them (victim_alerts.rules).
+        self.level: int | None = None
+        self.area: str | None = None
+        self.notice_level: int | None = None
+        self.notice_area: str | None = None
+
+    @classmethod
+    def of(
+        cls, events: Iterable[ev.InterchangeEvent], before: datetime | None = None
+    ) -> SnapshotFold:
+        """The fold of a whole history (in any order), up to ``before``."""
+        facts: list[ev.InterchangeEvent] = []
+        retracted: set[str] = set()
+        for event in events:
+            if isinstance(event, ev.RecordRetracted):
+                retracted.add(event.retracted_event_id)
+            elif before is None or event.occurred_at < before:
+                facts.append(event)
+        folded = cls(retracted)
+        for fact in sorted(facts, key=placement_key):
+            if fact.event_id not in retracted:
+                folded._advance(fact)
+        return folded
+
+    def extended(self, added: Sequence[ev.InterchangeEvent]) -> bool:
+        """Apply facts received since; False (and nothing applied) when they cannot simply
+        follow the facts folded so far, and the history must be folded again."""
+        ordered = sorted(added, key=placement_key)
+        if any(
+            isinstance(fact, ev.RecordRetracted) or fact.event_id in self.retracted
+            for fact in ordered
+        ):
+            return False
+        if ordered and self.last_key is not None and placement_key(ordered[0]) <= self.last_key:
+            return False
+        for fact in ordered:
+            self._advance(fact)
+        return True
+
+    def _advance(self, fact: ev.InterchangeEvent) -> None:
+        advance(self.state, fact)
+        self.last_key = placement_key(fact)
+        if self.area is None:
+            self.area = fact.area
         match fact:
             case ev.ReleaseNotified():
-                notice_fact = fact
+                self.notice_fact = fact
             case ev.CustodyReleased():
-                notice_fact = None  # the next notice is about another custody term
+                if fact.to_area:
+                    self.area = fact.to_area
+                self.notice_fact = None  # the next notice is about another custody term
             case ev.LicenceRecalled():
-                last_recall = Recall(fact.event_id, london_date(fact.occurred_at), fact.reason)
+                self.last_recall = Recall(fact.event_id, london_date(fact.occurred_at), fact.reason)
             case ev.OrderGranted() if fact.order_type in ORDER_TYPES:
-                orders.append(
+                self.orders.append(
                     Order(
                         fact.event_id,
                         fact.order_type,
@@ -149,56 +200,48 @@ def snapshot(
                     )
                 )
             case ev.CaseClosed():
-                orders.clear()
-            case _:
-                pass
-    in_custody = state.in_custody
-    notice = _notice(notice_fact, placed) if in_custody and notice_fact else None
-    return Snapshot(
-        offender_id=offender_id,
-        mappa_ref=mappa_ref,
-        area=state.area,
-        bcu=state.bcu,
-        category=state.category,
-        level=state.level,
-        managed=state.managed,
-        in_custody=in_custody,
-        on_licence=state.on_licence,
-        registered=state.registered,
-        expected_release_date=state.expected_release_date if in_custody else None,
-        release_type=state.release_type if in_custody else None,
-        notice=notice,
-        last_recall=last_recall,
-        orders=tuple(orders),
-    )
-
-
-def _notice(notice: ev.ReleaseNotified, placed: Sequence[ev.InterchangeEvent]) -> Notice:
-    # Level and area "at the notice" count every change up to its instant, ties included,
-    # exactly as the late-release-notice alert judges them (victim_alerts.rules).
-    level: int | None = None
-    area: str | None = placed[0].area if placed else None
-    for fact in placed:
-        if fact.occurred_at > notice.occurred_at:
-            break
-        match fact:
+                self.orders.clear()
+                self.level = None
             case ev.LevelChanged():
-                level = fact.level
-            case ev.CaseClosed():
-                level = None
+                self.level = fact.level
             case ev.AreaTransferred():
-                area = fact.to_area
-            case ev.CustodyReleased() if fact.to_area:
-                area = fact.to_area
+                self.area = fact.to_area
             case _:
                 pass
-    return Notice(
-        notice.event_id,
-        london_date(notice.occurred_at),
-        notice.expected_release_date,
-        area,
-        level,
-    )
+        notice = self.notice_fact
+        if notice is not None and notice.occurred_at == fact.occurred_at:
+            # The notice itself, or a fact at the same instant placed after it.
+            self.notice_level, self.notice_area = self.level, self.area
+
+    def snapshot(self, offender_id: str, mappa_ref: str) -> Snapshot:
+        state, notice_fact = self.state, self.notice_fact
+        in_custody = state.in_custody
+        notice = None
+        if in_custody and notice_fact is not None:
+            notice = Notice(
+                notice_fact.event_id,
+                london_date(notice_fact.occurred_at),
+                notice_fact.expected_release_date,
+                self.notice_area,
+                self.notice_level,
+            )
+        return Snapshot(
+            offender_id=offender_id,
+            mappa_ref=mappa_ref,
+            area=state.area,
+            bcu=state.bcu,
+            category=state.category,
+            level=state.level,
+            managed=state.managed,
+            in_custody=in_custody,
+            on_licence=state.on_licence,
+            registered=state.registered,
+            expected_release_date=state.expected_release_date if in_custody else None,
+            release_type=state.release_type if in_custody else None,
+            notice=notice,
+            last_recall=self.last_recall,
+            orders=tuple(self.orders),
+        )
 
 
 # --- the summary of an area -------------------------------------------------------------
