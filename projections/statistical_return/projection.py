@@ -11,7 +11,7 @@ from the stored histories, keeping only what had been recorded by then.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from projections.statistical_return.rules import (
     OffenderTimeline,
     build_timeline,
     compute_return,
+    leaves_timeline_as_it_was,
     return_from_timelines,
     timeline_from_json,
     timeline_to_json,
@@ -50,29 +51,58 @@ class StatisticalReturnProjection(Projection):
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         # Every area a history names, as sender or destination: a superset of the areas the
-        # offender was ever responsible to, which is all the query needs to find them.
+        # offender was ever responsible to, which is all the query needs to find them. Rows
+        # for the documents stored before this batch were written with them.
         tx.executemany(
             "INSERT INTO return_offender_areas (offender_id, area) VALUES (%s, %s) "
             "ON CONFLICT (area, offender_id) DO NOTHING",
-            [(h.offender_id, area) for h in offenders for area in sorted(_areas_named(h))],
+            [
+                (h.offender_id, area)
+                for h in offenders
+                for area in sorted(_areas_named(h.documents[h.known_before :]))
+            ],
         )
-        timelines = [(h.offender_id, build_timeline(h.documents)) for h in offenders]
+        changed = [(h.offender_id, _built_timeline(h)) for h in offenders if _may_change(h)]
         tx.executemany(
             "INSERT INTO return_timelines (offender_id, timeline) VALUES (%s, %s) "
             "ON CONFLICT (offender_id) DO UPDATE SET timeline = excluded.timeline",
             [
                 (offender_id, orjson.dumps(timeline_to_json(timeline)).decode())
-                for offender_id, timeline in timelines
+                for offender_id, timeline in changed
                 if timeline is not None
             ],
         )
-        gone = [(offender_id,) for offender_id, timeline in timelines if timeline is None]
+        gone = [(offender_id,) for offender_id, timeline in changed if timeline is None]
         tx.executemany("DELETE FROM return_timelines WHERE offender_id = %s", gone)
 
 
-def _areas_named(history: OffenderHistory) -> set[str]:
+# The timeline stored for a history is kept with it between batches (in the writer's cache),
+# with how many documents it was built from.
+_TIMELINE, _BUILT_FROM = NAME, f"{NAME}-built-from"
+
+
+def _may_change(history: OffenderHistory) -> bool:
+    """False when this batch's facts leave the stored timeline as it is, for certain
+    (``leaves_timeline_as_it_was``): a third of the facts do, and then the timeline is
+    neither built nor stored again. A history read from the database has none kept."""
+    memo = history.memo
+    if memo.get(_BUILT_FROM) == history.known_before and leaves_timeline_as_it_was(
+        memo.get(_TIMELINE), history.documents[history.known_before :]
+    ):
+        memo[_BUILT_FROM] = len(history.documents)
+        return False
+    return True
+
+
+def _built_timeline(history: OffenderHistory) -> OffenderTimeline | None:
+    timeline = build_timeline(history.documents)
+    history.memo[_TIMELINE], history.memo[_BUILT_FROM] = timeline, len(history.documents)
+    return timeline
+
+
+def _areas_named(documents: Iterable[Mapping[str, Any]]) -> set[str]:
     areas: set[str] = set()
-    for document in history.documents:
+    for document in documents:
         areas.add(document["area"])
         to_area = (document.get("additionalInformation") or {}).get("toArea")
         if to_area:

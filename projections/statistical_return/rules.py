@@ -400,6 +400,27 @@ def build_timeline(
     )
 
 
+def leaves_timeline_as_it_was(
+    timeline: OffenderTimeline | None, added: Iterable[Mapping[str, Any]]
+) -> bool:
+    """Whether ``build_timeline`` of a history with ``added`` appended gives ``timeline``,
+    the history's timeline without them, for certain (False when it may not).
+
+    So it does when every added fact is of a type that neither changes the state, nor is
+    counted, nor retracts anything (notices, licence conditions, victims, transfers between
+    prisons...), and happened after the history's first instant: it then joins no state and
+    is not the first fact, whose area starts the timeline. A third of the facts are such.
+    """
+    if timeline is None or not timeline.states or timeline.states[0].area is None:
+        return False
+    first = timeline.starts[0]
+    return all(
+        document.get("eventType") not in _SHAPING_TYPES
+        and to_instant(document["occurredAt"]) > first
+        for document in added
+    )
+
+
 def _recorded_by(document: Mapping[str, Any], known_by: int) -> bool:
     recorded_at = document.get("recordedAt")
     # Every stored document carries recordedAt; one without it cannot be placed
@@ -423,6 +444,9 @@ _STATE_TYPES: Final = frozenset(
         _LEVEL,
     }
 )
+
+# Every event type that build_timeline reads beyond its instant and area.
+_SHAPING_TYPES: Final = _STATE_TYPES | _OCCURRENCE_TYPES | {_DISPOSED, RETRACTED}
 
 
 def _apply_together(state: State, group: Sequence[_Fact]) -> State:

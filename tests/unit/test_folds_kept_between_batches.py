@@ -1,5 +1,7 @@
-"""The caseload projection extends the fold it kept instead of folding a history again: the
-snapshots must be those of a fold from scratch, however the facts arrive and are batched."""
+"""Projections keep what they folded from a history between batches (the caseload's snapshot
+fold, the return's timeline) and extend or reuse it instead of folding the whole history
+again: what they store must be what a fold from scratch gives, however the facts arrive and
+are batched."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from infra.generator import generate_history
 from projections.base import OffenderHistory, events_of
 from projections.caseload import projection as caseload_projection
 from projections.caseload.rules import SnapshotFold, snapshot
+from projections.statistical_return import projection as return_projection
+from projections.statistical_return.rules import build_timeline
 
 Document = dict[str, Any]
 
@@ -124,3 +128,49 @@ def test_a_fact_whose_retraction_arrived_first_is_never_folded_in() -> None:
         snapshots_one_fact_at_a_time([*retractions, *in_order])
         return
     pytest.fail("no generated history retracts a fact it holds")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_timelines_kept_between_batches_equal_those_built_from_scratch(seed: int) -> None:
+    rng = random.Random(seed)
+    reused = built = 0
+    for number, documents in enumerate(generated_histories()):
+        history = OffenderHistory(f"00000000-0000-0000-0000-{number:012d}", "")
+        stored = None
+        for batch in batches(documents, rng):
+            history.begin_batch()
+            history.documents.extend(batch)
+            if return_projection._may_change(history):
+                stored = return_projection._built_timeline(history)
+                built += 1
+            else:
+                reused += 1
+            assert stored == build_timeline(history.documents), len(history.documents)
+    assert reused > built / 10 and built > len(generated_histories())
+
+
+def test_a_fact_at_the_first_instant_is_never_taken_as_leaving_the_timeline() -> None:
+    # An inert fact (a victim's enrolment) that happened before every other fact names the first
+    # area: the timeline may change, so it is built again.
+    documents = next(h for h in generated_histories() if len(h) > 3)
+    history = OffenderHistory("00000000-0000-0000-0000-000000000001", "")
+    history.begin_batch()
+    history.documents.extend(documents)
+    assert return_projection._may_change(history)
+    first = return_projection._built_timeline(history)
+    earliest = min(documents, key=lambda d: datetime.fromisoformat(d["occurredAt"]))
+    enrolment = {
+        **earliest,
+        "eventId": "00000000-0000-4000-8000-000000000001",
+        "eventType": "victim.enrolled",
+        "occurredAt": (
+            datetime.fromisoformat(earliest["occurredAt"]) - timedelta(minutes=1)
+        ).isoformat(),
+        "area": "GLO",
+        "additionalInformation": {"victimRef": "V-1", "vloRef": "VLO-1"},
+    }
+    history.begin_batch()
+    history.documents.append(enrolment)
+    assert return_projection._may_change(history)
+    assert return_projection._built_timeline(history) != first
+    assert first is not None and first.states[0].area != "GLO"
