@@ -87,7 +87,9 @@ class CaseloadProjection(Projection):
         tx.execute("DELETE FROM caseload_orders")
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
-        snapshots = [_snapshot_of(h) for h in offenders]
+        snapshots = [s for h in offenders if (s := _changed_snapshot(h)) is not None]
+        if not snapshots:
+            return
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
         tx.executemany(
@@ -110,6 +112,21 @@ class CaseloadProjection(Projection):
                 f"VALUES ({', '.join(['%s'] * len(_ORDER_COLUMNS))})",
                 order_rows,
             )
+
+
+_STORED = f"{NAME}-stored"
+
+
+def _changed_snapshot(history: OffenderHistory) -> Snapshot | None:
+    """The offender's snapshot, or None when it is the one this writer stored last (kept
+    with the history in the writer's cache): a quarter of the batches change nothing the
+    caseload shows (a victim enrolled, a transfer between prisons, licence conditions...),
+    and their rows need not be written again."""
+    latest = _snapshot_of(history)
+    if history.memo.get(_STORED) == latest:
+        return None
+    history.memo[_STORED] = latest
+    return latest
 
 
 def _snapshot_of(history: OffenderHistory) -> Snapshot:
