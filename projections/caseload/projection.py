@@ -119,9 +119,9 @@ _STORED = f"{NAME}-stored"
 
 def _changed_snapshot(history: OffenderHistory) -> Snapshot | None:
     """The offender's snapshot, or None when it is the one this writer stored last (kept
-    with the history in the writer's cache): a quarter of the batches change nothing the
-    caseload shows (a victim enrolled, a transfer between prisons, licence conditions...),
-    and their rows need not be written again."""
+    with the history in the writer's cache): one offender's batch in six changes nothing
+    the caseload shows (a victim enrolled, a transfer between prisons, licence
+    conditions...), and its rows need not be written again."""
     latest = _snapshot_of(history)
     if history.memo.get(_STORED) == latest:
         return None
