@@ -29,7 +29,7 @@ Document = dict[str, Any]
 @cache
 def generated_histories() -> tuple[tuple[Document, ...], ...]:
     """Each offender's documents in the order an agency feed delivered them: late reports,
-    retractions (some arriving before what they retract), transfers and recalls included."""
+    retractions, transfers and recalls included."""
     by_offender: dict[str, list[Document]] = defaultdict(list)
     received = datetime(2026, 1, 1, tzinfo=UTC)
     for n, line in enumerate(generate_history("WM", 2004, 2008, 250, 11, invalid_lines=False)):
