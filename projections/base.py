@@ -193,6 +193,38 @@ def in_list(
     ]
 
 
+# Each wanted offender's rows looked up on their own, through the table's offender index,
+# rather than `offender_id = ANY(%s)`: with statistics taken while the table was empty or
+# small (a new store, before autovacuum analyses it again), the planner scanned the whole
+# table at every batch (victim alerts: 189 scans reading 1.8 million rows in one catch-up,
+# and the projector's database time went from 22 to 70-94 us per event). ``OFFSET 0`` keeps
+# the planner from flattening the lateral subquery into a join, which it could again plan as
+# a scan of the whole table.
+ROWS_OF_OFFENDERS_ON_POSTGRES = (
+    "SELECT wanted.offender_id, r.* FROM unnest(%s::text[]) AS wanted(offender_id), "
+    "LATERAL (SELECT {columns} FROM {table} WHERE offender_id = wanted.offender_id OFFSET 0) AS r"
+)
+
+
+def rows_of_offenders(
+    tx: Transaction, table: str, columns: Sequence[str], offender_ids: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The offender id and ``columns`` of every row of ``table`` about these offenders
+    (``table`` must have an index on ``offender_id``)."""
+    if not offender_ids:
+        return []
+    listed = ", ".join(columns)
+    if tx.dialect == "postgres":
+        statement = ROWS_OF_OFFENDERS_ON_POSTGRES.format(columns=listed, table=table)
+        tx.execute(statement, (list(offender_ids),))
+        return tx.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for condition, params in in_list(tx, "offender_id", offender_ids):
+        tx.execute(f"SELECT offender_id, {listed} FROM {table} WHERE {condition}", params)
+        rows.extend(tx.fetchall())
+    return rows
+
+
 def read_position(tx: Transaction, reader: str, upstream: str) -> int:
     """How far ``reader`` has got in ``upstream`` (0: nothing read yet)."""
     tx.execute(

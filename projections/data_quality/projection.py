@@ -25,7 +25,7 @@ from typing import Any
 
 from domain import events as ev
 from domain.timeline import state_of
-from projections.base import OffenderHistory, Projection, in_list, typed_events
+from projections.base import OffenderHistory, Projection, rows_of_offenders, typed_events
 from projections.ports import Transaction
 
 NAME = "data-quality"
@@ -132,13 +132,9 @@ def _apply(
 def _stored_rows(tx: Transaction, offender_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """Stored query rows of these offenders: offender id -> query id -> row."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
-    for condition, params in in_list(tx, "offender_id", offender_ids):
-        tx.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM data_quality_queries WHERE {condition}", params
-        )
-        for values in tx.fetchall():
-            row = dict(zip(_COLUMNS, values, strict=True))
-            found.setdefault(str(row["offender_id"]), {})[str(row["query_id"])] = row
+    for values in rows_of_offenders(tx, "data_quality_queries", _COLUMNS, offender_ids):
+        row = dict(zip(_COLUMNS, values[1:], strict=True))
+        found.setdefault(str(row["offender_id"]), {})[str(row["query_id"])] = row
     return found
 
 

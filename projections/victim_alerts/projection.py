@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from projections.base import History, OffenderHistory, Projection, in_list
+from projections.base import History, OffenderHistory, Projection, rows_of_offenders
 from projections.ports import Transaction
 from projections.victim_alerts.rules import (
     CORRECTION,
@@ -205,37 +205,10 @@ def _alert_row(alert: Alert) -> tuple[Any, ...]:
     return tuple(details if f == "details" else getattr(alert, f) for f in _ALERT_FIELDS)
 
 
-# Each wanted offender's alerts looked up on their own through the offender index. With
-# `offender_id = ANY(%s)`, statistics taken while the table was empty or small (a new store,
-# before autovacuum analyses it again) made the planner scan the whole table at every batch:
-# in a catch-up, 189 full scans reading 1.8 million rows, and the projector's database time
-# went from 22 to 70-94 us per event. ``OFFSET 0`` keeps the planner from flattening the
-# lateral subquery into a join, which it could again plan as a scan of the whole table.
-RAISED_FOR_ON_POSTGRES = (
-    "SELECT wanted.offender_id, a.* FROM unnest(%s::text[]) AS wanted(offender_id), "
-    f"LATERAL (SELECT {', '.join(_ALERT_FIELDS)} FROM victim_alerts "
-    "WHERE offender_id = wanted.offender_id OFFSET 0) AS a"
-)
-
-
 def _raised_for(tx: Transaction, offender_ids: Sequence[str]) -> dict[str, dict[str, Alert]]:
     """The alerts on record of each of these offenders."""
     found: dict[str, dict[str, Alert]] = {}
-    if not offender_ids:
-        return found
-    if tx.dialect == "postgres":
-        tx.execute(RAISED_FOR_ON_POSTGRES, (list(offender_ids),))
-        rows = tx.fetchall()
-    else:
-        rows = []
-        for condition, params in in_list(tx, "offender_id", offender_ids):
-            tx.execute(
-                f"SELECT offender_id, {', '.join(_ALERT_FIELDS)} FROM victim_alerts "
-                f"WHERE {condition}",
-                params,
-            )
-            rows.extend(tx.fetchall())
-    for row in rows:
+    for row in rows_of_offenders(tx, "victim_alerts", _ALERT_FIELDS, offender_ids):
         alert = _alert_from(row[1:])
         found.setdefault(str(row[0]), {})[alert.alert_id] = alert
     return found
