@@ -33,6 +33,7 @@ from uuid import UUID
 import orjson
 
 from domain import events as ev
+from domain.offender import mappa_ref_of
 from projections.ports import Transaction, ViewDatabase
 
 History = list[dict[str, Any]]
@@ -515,13 +516,8 @@ def _fold(
         history.documents.append(document)
         history.new_facts.append(event)
         if not history.mappa_ref:
-            history.mappa_ref = _mappa_ref(document)
+            history.mappa_ref = mappa_ref_of(document["personReference"]["identifiers"])
     return 1
-
-
-def _mappa_ref(document: dict[str, Any]) -> str:
-    identifiers = document["personReference"]["identifiers"]
-    return str(next(i["value"] for i in identifiers if i["type"] == "MAPPA"))
 
 
 def load_histories(
