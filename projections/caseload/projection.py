@@ -114,7 +114,9 @@ class CaseloadProjection(Projection):
             )
 
 
-_STORED = f"{NAME}-stored"
+# Kept with a history between batches (in the writer's cache): the snapshot fold, how many
+# documents it has folded, and the snapshot stored last.
+_FOLD, _FOLDED, _STORED = NAME, f"{NAME}-folded", f"{NAME}-stored"
 
 
 def _changed_snapshot(history: OffenderHistory) -> Snapshot | None:
@@ -138,13 +140,12 @@ def _snapshot_of(history: OffenderHistory) -> Snapshot:
     every batch was a quarter of the projector's time.
     """
     events = typed_events(history)
-    kept: SnapshotFold | None = history.memo.get(NAME)
-    if history.memo.get(f"{NAME}-count") != history.known_before:
+    kept: SnapshotFold | None = history.memo.get(_FOLD)
+    if history.memo.get(_FOLDED) != history.known_before:
         kept = None
     if kept is None or not kept.extended(events[history.known_before :]):
         kept = SnapshotFold.of(events)
-    history.memo[NAME] = kept
-    history.memo[f"{NAME}-count"] = len(history.documents)
+    history.memo[_FOLD], history.memo[_FOLDED] = kept, len(history.documents)
     return kept.snapshot(history.offender_id, history.mappa_ref)
 
 

@@ -62,7 +62,7 @@ class StatisticalReturnProjection(Projection):
                 for area in sorted(_areas_named(h.documents[h.known_before :]))
             ],
         )
-        changed = [(h.offender_id, _built_timeline(h)) for h in offenders if _may_change(h)]
+        changed = [(h.offender_id, timeline) for h in offenders for timeline in _changed(h)]
         tx.executemany(
             "INSERT INTO return_timelines (offender_id, timeline) VALUES (%s, %s) "
             "ON CONFLICT (offender_id) DO UPDATE SET timeline = excluded.timeline",
@@ -81,23 +81,19 @@ class StatisticalReturnProjection(Projection):
 _TIMELINE, _BUILT_FROM = NAME, f"{NAME}-built-from"
 
 
-def _may_change(history: OffenderHistory) -> bool:
-    """False when this batch's facts leave the stored timeline as it is, for certain
-    (``leaves_timeline_as_it_was``): a third of the facts do, and then the timeline is
-    neither built nor stored again. A history read from the database has none kept."""
+def _changed(history: OffenderHistory) -> list[OffenderTimeline | None]:
+    """The history's timeline (None: it has none) to store, or nothing when this batch's
+    facts leave the stored one as it is, for certain (``leaves_timeline_as_it_was``): a
+    third of the facts do, and then the timeline is neither built nor stored again. A
+    history read from the database has none kept, and is built."""
     memo = history.memo
-    if memo.get(_BUILT_FROM) == history.known_before and leaves_timeline_as_it_was(
+    unchanged = memo.get(_BUILT_FROM) == history.known_before and leaves_timeline_as_it_was(
         memo.get(_TIMELINE), history.documents[history.known_before :]
-    ):
-        memo[_BUILT_FROM] = len(history.documents)
-        return False
-    return True
-
-
-def _built_timeline(history: OffenderHistory) -> OffenderTimeline | None:
-    timeline = build_timeline(history.documents)
-    history.memo[_TIMELINE], history.memo[_BUILT_FROM] = timeline, len(history.documents)
-    return timeline
+    )
+    if not unchanged:
+        memo[_TIMELINE] = build_timeline(history.documents)
+    memo[_BUILT_FROM] = len(history.documents)
+    return [] if unchanged else [memo[_TIMELINE]]
 
 
 def _areas_named(documents: Iterable[Mapping[str, Any]]) -> set[str]:
