@@ -80,6 +80,9 @@ def ensure_topics(bootstrap: str, topics: Topics) -> None:
         admin.close()
 
 
+PRODUCER_BATCH_BYTES = 256 * 1024
+
+
 def producer(bootstrap: str, **config: Any) -> Any:
     """A producer that keeps each key's order and loses nothing (idempotent, acks=all)."""
     from kafka import KafkaProducer
@@ -91,6 +94,12 @@ def producer(bootstrap: str, **config: Any) -> Any:
         "enable_idempotence": True,
         "linger_ms": 5,
         "retries": 2**31 - 1,
+        # kafka-python's default (16 KiB) holds some 30 of the tracker's messages, and its
+        # cost per batch (a new batch, a wakeup of the sender, a request) then outweighs
+        # the messages': measured here, producing a ~530-byte message took 40-50 us of CPU
+        # with 16 KiB batches and 20 us with 64 KiB or more. A batch is sent when full or
+        # after linger_ms, so a larger one adds no latency. Well under the broker's 1 MiB.
+        "batch_size": PRODUCER_BATCH_BYTES,
     }
     settings.update(config)
     return KafkaProducer(**settings)

@@ -5,7 +5,8 @@ share of what its storage or transport allows here.
 - PostgreSQL: ``COPY`` and batched ``INSERT`` (1,000 rows per transaction, psycopg 3's
   pipelined ``executemany``) into a table shaped like the library's stored-events table,
   rows as large as the mean stored event;
-- Kafka: kafka-python produce (the relay's producer settings: idempotent, ``acks=all``) and
+- Kafka: kafka-python produce (the relay's producer settings: idempotent, ``acks=all``,
+  256 KiB batches, but kafka-python's own partitioner) and
   consume (the projectors' consumer settings: ``read_committed``, 1,000 records per poll) of
   messages as large as the mean ``mappa.offender-events.v1`` message.
 """
@@ -80,8 +81,9 @@ def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -
 
     from kafka.partitioner.default import DefaultPartitioner
 
-    # The tracker's delivery settings, but kafka-python's own partitioner: the anchor is the
-    # library as it comes, not the tracker's remembering partitioner.
+    # The tracker's producer settings (delivery and batch size: the library configured as
+    # the tracker configures it), but kafka-python's own partitioner: the anchor runs the
+    # library's code only, not the tracker's remembering partitioner.
     producer: Any = kafka.producer(bootstrap, partitioner=DefaultPartitioner())
     try:
         producer.partitions_for(topic)  # metadata first: not part of the throughput

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.kafka import PRODUCER_BATCH_BYTES
+
 _OPS: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "ge": (operator.ge, ">="),
     "lt": (operator.lt, "<"),
@@ -215,6 +217,11 @@ def write_markdown(
         " finished), batch size " + str(meta["batch_size"]) + ", on PostgreSQL schema and"
         " topic prefix of their own. Rates count from the first progress seen to the end, so"
         " process start-up and consumer-group joins are left out.",
+        "- The Kafka anchors run kafka-python's own code with the tracker's settings: produce"
+        f" as the relay's producer (idempotent, `acks=all`, {PRODUCER_BATCH_BYTES // 1024} KiB"
+        " batches) but with"
+        " kafka-python's partitioner, consume as the projectors' consumer (`read_committed`,"
+        " 1,000 records per poll).",
         "",
         "## Figures",
         "",
