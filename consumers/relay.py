@@ -4,19 +4,20 @@ The event store's notification log is the outbox: events are committed there wit
 facts, so nothing is published that was not stored, and nothing stored is left unpublished.
 The relay publishes a batch with the idempotent producer (acks=all), waits until the broker
 has every message, and only then stores its position. A crash in between publishes that
-batch again after restart; projectors skip the repeats by stream version.
+batch again after restart; projectors skip the repeats by stream version. While the broker
+acknowledges one batch, the relay reads and sends the next (see ``Relay.relay_once``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import structlog
 
 from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import encode_stored
-from infra.eventstore import OffenderRecords
+from infra.eventstore import OffenderRecords, RelayRow
 from projections.base import create_common_tables, read_position, write_position
 from projections.ports import ViewDatabase
 
@@ -24,6 +25,13 @@ log = structlog.get_logger(__name__)
 
 RELAY = "relay"
 UPSTREAM = "offenders"
+
+
+class _InFlight(NamedTuple):
+    """A batch sent to the broker whose position is not stored yet."""
+
+    futures: list[Any]
+    last_id: int  # the notification id of its last event
 
 
 class Relay:
@@ -43,6 +51,7 @@ class Relay:
         self.producer = producer
         self.topic = topic
         self.batch_size = batch_size
+        self._in_flight: _InFlight | None = None
         with views.transaction() as tx:
             create_common_tables(tx)
 
@@ -51,39 +60,68 @@ class Relay:
             return read_position(tx, RELAY, UPSTREAM)
 
     def relay_once(self) -> int:
-        """Publish the next batch of stored events; return how many were published."""
-        position = self.position()
-        notifications = self.records.recorder.select_notifications(
-            start=position + 1, limit=self.batch_size
-        )
-        if not notifications:
-            return 0
-        futures = []
+        """Send the next batch of stored events; return how many were sent.
+
+        Batches are pipelined: this call sends its batch, then waits until the broker has
+        every message of the batch sent by the call before, and only then stores that
+        batch's position. So the next batch is read from the event store and encoded while
+        the broker acknowledges the last one, instead of after. A call with nothing new to
+        send settles the batch still in flight. Any error forgets the batch in flight: the
+        next call starts again from the stored position, publishing it again.
+        """
+        try:
+            in_flight, self._in_flight = self._in_flight, None
+            start = (in_flight.last_id if in_flight else self.position()) + 1
+            notifications = self.records.relay_rows(start, self.batch_size)
+            sent = self._send(notifications) if notifications else None
+            if in_flight is not None:
+                if sent is None:
+                    self.producer.flush()  # nothing follows it: send it without lingering
+                self._settle(in_flight)
+            self._in_flight = sent
+            return len(notifications)
+        except BaseException:
+            self._in_flight = None
+            raise
+
+    def _send(self, notifications: Sequence[RelayRow]) -> _InFlight:
         mapper = self.records.mapper
+        futures = []
         for notification in notifications:
             futures.append(
                 self.producer.send(
                     self.topic,
-                    key=str(notification.originator_id).encode(),
+                    key=notification.originator_id.encode(),
                     value=encode_stored(notification, mapper),
                 )
             )
-        self.producer.flush()
-        for future in futures:
+        return _InFlight(futures, notifications[-1].id)
+
+    def _settle(self, batch: _InFlight) -> None:
+        for future in batch.futures:
             future.get(timeout=30)  # raises if the broker did not take a message
         with self.views.transaction() as tx:
-            write_position(tx, RELAY, UPSTREAM, notifications[-1].id)
-        return len(notifications)
+            write_position(tx, RELAY, UPSTREAM, batch.last_id)
+
+    def settle_in_flight(self) -> None:
+        """Wait until the broker has the batch in flight, then store its position."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            self.producer.flush()
+            self._settle(in_flight)
 
     def run(self, shutdown: Shutdown, idle_wait: float = 0.2) -> None:
         log.info("relay started", topic=self.topic, position=self.position())
         try:
             while not shutdown.requested:
-                published = with_retries(self.relay_once, shutdown, "relay")
-                if published:
-                    log.debug("relayed", events=published)
+                sent = with_retries(self.relay_once, shutdown, "relay")
+                if sent:
+                    log.debug("relayed", events=sent)
                 else:
                     (self.wakeup or shutdown.wait)(idle_wait)
+            # Asked to stop: store the position of what was sent, so a restart does not
+            # send it again (it would be harmless, as after a crash, but needless).
+            with_retries(self.settle_in_flight, shutdown, "relay")
         except Stopped:
             pass  # the position was not moved: the batch will be published again
         finally:

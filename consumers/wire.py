@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
 
 import orjson
@@ -44,7 +44,23 @@ def encode_event(event: ev.OffenderEvent, notification_id: int) -> bytes:
     return orjson.dumps(message, default=str)
 
 
-def encode_stored(notification: Notification, mapper: Mapper[UUID]) -> bytes:
+class StoredNotification(Protocol):
+    """A stored event read from the notification log: the library's ``Notification``, or
+    the relay's row of it (``infra.eventstore.RelayRow``, the originator id as text)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def originator_id(self) -> UUID | str: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def state(self) -> bytes: ...
+
+
+def encode_stored(notification: StoredNotification, mapper: Mapper[UUID]) -> bytes:
     """The message value of a stored event read from the notification log: what
     ``encode_event(mapper.to_domain_event(notification), notification.id)`` gives, built
     from the stored JSON without rebuilding the event (the relay's main cost otherwise).
@@ -56,9 +72,14 @@ def encode_stored(notification: Notification, mapper: Mapper[UUID]) -> bytes:
     event_class = resolve_topic(notification.topic)
     state = _stored_state(notification, mapper, event_class)
     if state is None:
-        return encode_event(
-            cast(ev.OffenderEvent, mapper.to_domain_event(notification)), notification.id
+        stored = Notification(
+            id=notification.id,
+            originator_id=UUID(str(notification.originator_id)),
+            originator_version=notification.originator_version,
+            topic=notification.topic,
+            state=notification.state,
         )
+        return encode_event(cast(ev.OffenderEvent, mapper.to_domain_event(stored)), stored.id)
     recorded_at = state.pop("timestamp")["_data_"]
     message: dict[str, Any] = {
         "wire": WIRE_VERSION,
@@ -77,7 +98,7 @@ def encode_stored(notification: Notification, mapper: Mapper[UUID]) -> bytes:
 
 
 def _stored_state(
-    notification: Notification, mapper: Mapper[UUID], event_class: type
+    notification: StoredNotification, mapper: Mapper[UUID], event_class: type
 ) -> dict[str, Any] | None:
     # Stored in the library's JSON (by its encoder or one writing the same, as the
     # tracker's does), read by its decoder: only then does this know how to read it.

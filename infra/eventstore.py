@@ -14,7 +14,7 @@ it consumed (a ``Tracking`` record) in that same transaction too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 import orjson
@@ -38,6 +38,17 @@ IndexRow = tuple[str, str, str]
 # The library stores one Tracking record with a batch; a batch taken from several Kafka
 # partitions has one per partition: the others are passed to save() under this keyword.
 MORE_TRACKING = "more_tracking"
+
+
+class RelayRow(NamedTuple):
+    """A stored event as the relay reads it: its notification, the originator id as text
+    (the relay's message key and body both want the text)."""
+
+    id: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
@@ -109,6 +120,13 @@ class IndexedSQLiteProcessRecorder(SQLiteProcessRecorder):
                 for event_id, offender_id, event_type in c.fetchall():
                     found[event_id] = KnownEvent(UUID(offender_id), event_type)
         return found
+
+    def select_relay_rows(self, start: int, limit: int) -> list[RelayRow]:
+        """``select_notifications(start=start, limit=limit)``, as the relay reads it."""
+        return [
+            RelayRow(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+            for n in self.select_notifications(start=start, limit=limit)
+        ]
 
 
 class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
@@ -232,6 +250,25 @@ class IndexedPostgresProcessRecorder(PostgresProcessRecorder):
                 found[row["event_id"]] = KnownEvent(row["offender_id"], row["event_type"])
         return found
 
+    def select_relay_rows(self, start: int, limit: int) -> list[RelayRow]:
+        """``select_notifications(start=start, limit=limit)``, as the relay reads it, in
+        half the time: rows as tuples, not dictionaries, and the originator id spelled by
+        PostgreSQL, instead of built into a UUID and spelled again by Python."""
+        from psycopg.rows import args_row
+        from psycopg.sql import SQL, Identifier
+
+        query = SQL(
+            "SELECT notification_id, originator_id::text, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id >= %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=args_row(RelayRow)) as curs,
+        ):
+            curs.execute(query, (start, limit), prepare=True)
+            return curs.fetchall()
+
 
 class IndexedSQLiteFactory(SQLiteFactory):
     process_recorder_class = IndexedSQLiteProcessRecorder
@@ -285,6 +322,10 @@ class OffenderRecords(Application[UUID]):
     def known_events(self, event_ids: Iterable[str]) -> dict[str, KnownEvent]:
         """Which of ``event_ids`` have been stored, by whom and of what type."""
         return self.indexed_recorder.known_events(sorted(set(event_ids)))
+
+    def relay_rows(self, start: int, limit: int) -> list[RelayRow]:
+        """Up to ``limit`` stored events from notification id ``start`` on, in order."""
+        return self.indexed_recorder.select_relay_rows(start, limit)
 
     def save_batch(
         self,

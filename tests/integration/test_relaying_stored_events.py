@@ -10,6 +10,8 @@ from eventsourcing.cipher import AESCipher
 
 from consumers.wire import decode_event, decode_message, encode_event, encode_stored
 from domain import events as ev
+from infra.bootstrap import Tracker
+from infra.eventstore import RelayRow
 from tests.builders import History
 from tests.conftest import TrackerFactory
 from tests.unit.test_interchange_format import EXAMPLES, example
@@ -45,12 +47,39 @@ def test_every_stored_event_relays_as_the_same_message_as_its_domain_event(
     topics = {n.topic for n in notifications}
     assert {c.TOPIC for c in ev.INTERCHANGE_EVENT_CLASSES} <= topics
     assert {ev.DataQualityQueryRaised.TOPIC, ev.DataQualityQueryCleared.TOPIC} <= topics
-    for notification in notifications:
+    relay_rows = tracker.records.relay_rows(1, 1000)
+    assert relay_rows == [
+        RelayRow(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+        for n in notifications
+    ]
+    for notification, relay_row in zip(notifications, relay_rows, strict=True):
         domain_event = tracker.records.mapper.to_domain_event(notification)
-        fast = encode_stored(notification, tracker.records.mapper)
         slow = encode_event(domain_event, notification.id)  # type: ignore[arg-type]
-        assert orjson.loads(fast) == orjson.loads(slow), notification.topic
-        assert decode_event(fast) == domain_event
+        for fast in (
+            encode_stored(notification, tracker.records.mapper),
+            encode_stored(relay_row, tracker.records.mapper),
+        ):
+            assert orjson.loads(fast) == orjson.loads(slow), notification.topic
+            assert decode_event(fast) == domain_event
+
+
+def test_the_relay_reads_the_store_a_page_at_a_time_in_notification_order(
+    tracker: Tracker,
+) -> None:
+    tracker.ingest_service().ingest(list(enumerate(every_kind_of_stored_event().facts())))
+    stored = tracker.records.recorder.select_notifications(start=1, limit=1000)
+
+    pages, start = [], 1
+    while page := tracker.records.relay_rows(start, 7):
+        assert len(page) <= 7
+        pages.append(page)
+        start = page[-1].id + 1
+    assert [row.id for page in pages for row in page] == [n.id for n in stored]
+    assert len(pages) == -(-len(stored) // 7)
+    assert tracker.records.relay_rows(stored[3].id, 2) == [
+        RelayRow(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+        for n in stored[3:5]
+    ]
 
 
 @pytest.mark.parametrize("cipher_key", [None, KEY], ids=["in clear", "encrypted"])
@@ -93,6 +122,8 @@ def test_an_event_the_library_would_upcast_is_relayed_the_slow_way(
         for n in tracker.records.recorder.select_notifications(start=1, limit=10)
         if n.topic == ev.CategoryAssigned.TOPIC
     )
+    # As the relay reads it: the originator id as text.
+    relay_row = next(r for r in tracker.records.relay_rows(1, 10) if r.id == notification.id)
     mapper = tracker.records.mapper
     event = mapper.to_domain_event(notification)
     relayed_by_domain_event: list[Any] = []
@@ -102,11 +133,11 @@ def test_an_event_the_library_would_upcast_is_relayed_the_slow_way(
         return event
 
     monkeypatch.setattr(mapper, "to_domain_event", to_domain_event)
-    encode_stored(notification, mapper)
+    encode_stored(relay_row, mapper)
     assert relayed_by_domain_event == []  # the fast path, as a rule
 
     monkeypatch.setattr(ev.CategoryAssigned, "class_version", 2, raising=False)
-    message = encode_stored(notification, mapper)
+    message = encode_stored(relay_row, mapper)
     assert relayed_by_domain_event == [notification]
     assert orjson.loads(message) == orjson.loads(encode_event(event, notification.id))  # type: ignore[arg-type]
 
