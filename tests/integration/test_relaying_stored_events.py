@@ -159,3 +159,31 @@ def test_the_store_writes_every_event_in_the_json_the_librarys_own_encoder_write
     for notification in tracker.records.recorder.select_notifications(start=1, limit=1000):
         event = tracker.records.mapper.to_domain_event(notification)
         assert notification.state == by_library.to_stored_event(event).state, notification.topic
+
+
+def test_a_stored_event_with_a_transcoded_value_beyond_its_envelope_is_relayed_the_slow_way(
+    tracker_factory: TrackerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path spells only the envelope's datetimes; a value some other transcoding
+    wrote, even deep inside a field, is left to the library's decoder."""
+    tracker = tracker_factory()
+    h = History("WM-000125")
+    h.add("mappa.category-assigned", "2005-01-01T09:00:00+00:00", category=1)
+    tracker.ingest_service().ingest(list(enumerate(h.facts())))
+    row = next(r for r in tracker.records.relay_rows(1, 10) if r.topic == ev.CategoryAssigned.TOPIC)
+    mapper = tracker.records.mapper
+    state = orjson.loads(row.state)
+    state["identifiers"][0]["since"] = {"_type_": "datetime_iso", "_data_": "2005-01-01T00:00:00"}
+    odd = row._replace(state=orjson.dumps(state))
+    decoded: list[Any] = []
+    library_decoding = mapper.to_domain_event
+
+    def to_domain_event(stored: Any) -> Any:
+        decoded.append(stored)
+        return library_decoding(stored)
+
+    monkeypatch.setattr(mapper, "to_domain_event", to_domain_event)
+    encode_stored(row, mapper)
+    assert decoded == []
+    encode_stored(odd, mapper)
+    assert [stored.state for stored in decoded] == [odd.state]
