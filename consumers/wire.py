@@ -9,16 +9,16 @@ the tracker's own findings (data-quality queries) travel as their fields.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
+from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
 from domain import events as ev
+from infra.storedjson import stored_shape, stored_state
 
 WIRE_VERSION = 1
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp"}
@@ -70,8 +70,8 @@ def encode_stored(notification: StoredNotification, mapper: Mapper[UUID]) -> byt
     "datetime_iso", "_data_": ISO text}``; the message wants exactly that ISO text. Anything
     this does not recognise (another transcoder, an event needing upcasting) goes the slow way.
     """
-    shape = _shape_of(notification.topic)
-    state = _stored_state(notification, mapper, shape)
+    shape = stored_shape(notification.topic)
+    state = stored_state(notification, mapper, shape)
     if state is None:
         stored = Notification(
             id=notification.id,
@@ -96,55 +96,6 @@ def encode_stored(notification: StoredNotification, mapper: Mapper[UUID]) -> byt
     else:
         message["fields"] = state
     return orjson.dumps(message)
-
-
-class _Shape(NamedTuple):
-    """What the fast path needs to know of an event class, looked up once per topic."""
-
-    event_class: type[Any]
-    interchange: bool
-    # How many transcoded values its stored JSON holds: the envelope's datetimes only
-    # (``timestamp``, and an interchange event's ``occurred_at``).
-    transcoded: int
-
-
-@functools.cache
-def _shape_of(topic: str) -> _Shape:
-    event_class = resolve_topic(topic)
-    interchange = issubclass(event_class, ev.InterchangeEvent)
-    return _Shape(event_class, interchange, 2 if interchange else 1)
-
-
-def _stored_state(
-    notification: StoredNotification, mapper: Mapper[UUID], shape: _Shape
-) -> dict[str, Any] | None:
-    # Stored in the library's JSON (by its encoder or one writing the same, as the
-    # tracker's does), read by its decoder: only then does this know how to read it.
-    transcoder = mapper.transcoder
-    if not isinstance(transcoder, JSONTranscoder) or type(transcoder).decode is not (
-        JSONTranscoder.decode
-    ):
-        return None
-    stored = notification.state
-    if mapper.cipher:
-        stored = mapper.cipher.decrypt(stored)
-    if mapper.compressor:
-        stored = mapper.compressor.decompress(stored)
-    # Only the envelope's datetimes are transcoded: any other transcoded value, at any
-    # depth, is a field this function does not know how to spell, so it takes the slow
-    # way. The text ``"_type_":`` can only be a key (in a JSON string the quotes would be
-    # escaped), so counting it counts the transcoded values, faster than walking them.
-    if stored.count(b'"_type_":') != shape.transcoded:
-        return None
-    state: dict[str, Any] = orjson.loads(stored)
-    if state.pop("class_version", 1) != getattr(shape.event_class, "class_version", 1):
-        return None  # the library upcasts it
-    envelope = ("timestamp", "occurred_at") if shape.interchange else ("timestamp",)
-    for name in envelope:
-        value = state.get(name)
-        if not isinstance(value, dict) or value.get("_type_") != "datetime_iso":
-            return None
-    return state
 
 
 class DecodedMessage(NamedTuple):

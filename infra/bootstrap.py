@@ -10,7 +10,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import cast
 
 import structlog
 
@@ -19,15 +18,15 @@ from consumers.inbound import InboundConsumer
 from consumers.ingest import IngestService
 from consumers.projector import KafkaProjector
 from consumers.relay import Relay
-from domain.events import OffenderEvent
 from infra import kafka
 from infra.encryption import open_offender_records
 from infra.eventstore import OffenderRecords
 from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
+from infra.storedjson import delivery_of
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from infra.wakeup import PostgresWakeup
-from projections.base import Delivery, ProjectionWriter
+from projections.base import ProjectionWriter
 from projections.caseload.projection import CaseloadProjection
 from projections.data_quality.projection import DataQualityProjection
 from projections.ports import ViewDatabase
@@ -78,10 +77,7 @@ class Tracker:
                 )
                 if not notifications:
                     break
-                deliveries = [
-                    Delivery(n.id, cast("OffenderEvent", self.records.mapper.to_domain_event(n)))
-                    for n in notifications
-                ]
+                deliveries = [delivery_of(n, self.records.mapper, n.id) for n in notifications]
                 applied[name] += writer.handle(NOTIFICATION_LOG, deliveries)
                 position = notifications[-1].id
                 if on_batch:

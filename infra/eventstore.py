@@ -29,7 +29,6 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteProcessRecorder
 
-from domain.events import OffenderEvent
 from domain.offender import KnownEvent, Offender
 
 INDEX_TABLE = "interchange_event_index"
@@ -367,10 +366,10 @@ class OffenderRecords(Application[UUID]):
 
     def streams(
         self, start: UUID | None, below: UUID | None, upto: int, page: int = 20_000
-    ) -> Iterator[list[OffenderEvent]]:
+    ) -> Iterator[list[StoredEvent]]:
         """Every event notified at or before ``upto`` of the streams from ``start`` up to
         (not including) ``below``, in (stream, version) order, a page of whole streams at a
-        time (no stream is split between two pages)."""
+        time (no stream is split between two pages), as stored."""
         recorder = self.indexed_recorder
         after: tuple[UUID, int] | None = None if start is None else (start, -1)  # versions >= 1
         carried: list[StoredEvent] = []
@@ -387,7 +386,7 @@ class OffenderRecords(Application[UUID]):
                     cut -= 1
             carried = rows[cut:]
             if cut:
-                yield [cast("OffenderEvent", self.mapper.to_domain_event(r)) for r in rows[:cut]]
+                yield rows[:cut]
             if last_page:
                 return
 

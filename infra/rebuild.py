@@ -36,6 +36,7 @@ import structlog
 
 from infra.bootstrap import NOTIFICATION_LOG, Tracker, bootstrap
 from infra.settings import Settings
+from infra.storedjson import delivery_of
 from projections.base import ReplayBatch
 
 log = structlog.get_logger(__name__)
@@ -130,12 +131,14 @@ def replay(
     writers = {name: tracker.writer(name) for name in names}
     applied = dict.fromkeys(names, 0)
     start, below = offenders
-    for events in tracker.records.streams(start, below, upto, page):
-        batch = ReplayBatch(events)  # decoded once for every projection
+    mapper = tracker.records.mapper
+    for stored in tracker.records.streams(start, below, upto, page):
+        # Decoded once for every projection
+        batch = ReplayBatch([delivery_of(event, mapper) for event in stored])
         for name, writer in writers.items():
             applied[name] += writer.replay(batch)
             if on_batch:
-                on_batch(name, len(events))
+                on_batch(name, len(stored))
     return applied
 
 

@@ -370,9 +370,13 @@ class ProjectionWriter:
         """
         histories = {oid: OffenderHistory(str(oid), "") for oid in batch.offender_ids}
         applied = 0
-        for event, document in zip(batch.events, batch.documents, strict=True):
+        for delivery, document in zip(batch.deliveries, batch.documents, strict=True):
             applied += _fold(
-                histories, event.originator_id, event.originator_version, event, document
+                histories,
+                delivery.originator_id,
+                delivery.originator_version,
+                delivery.event,
+                document,
             )
         stored = list(histories.values())
         with self.database.transaction() as tx:
@@ -466,28 +470,31 @@ class ReplayBatch:
     """Whole streams read from the event store for a rebuild, with what every projection
     replaying them needs made once for all of them. Projections only read it."""
 
-    events: Sequence[ev.OffenderEvent]
+    # In (stream, version) order; a fact as its fact document, if the reader had it.
+    deliveries: Sequence[Delivery]
 
     @functools.cached_property
     def offender_ids(self) -> list[UUID]:
-        return list(dict.fromkeys(event.originator_id for event in self.events))
+        return list(dict.fromkeys(d.originator_id for d in self.deliveries))
 
     @functools.cached_property
     def documents(self) -> list[dict[str, Any] | None]:
         """The fact document of each event (None: not an interchange event)."""
         return [
-            event.to_document(with_recorded_at=True)
-            if isinstance(event, ev.InterchangeEvent)
+            d.document
+            if d.document is not None
+            else d.event.to_document(with_recorded_at=True)
+            if isinstance(d.event, ev.InterchangeEvent)
             else None
-            for event in self.events
+            for d in self.deliveries
         ]
 
     @functools.cached_property
     def history_json(self) -> dict[str, str]:
         """Offender id -> the JSON of the offender's whole history (as ``encode`` makes it)."""
         documents: dict[str, list[dict[str, Any]]] = {}
-        for event, document in zip(self.events, self.documents, strict=True):
-            stream = documents.setdefault(str(event.originator_id), [])
+        for delivery, document in zip(self.deliveries, self.documents, strict=True):
+            stream = documents.setdefault(str(delivery.originator_id), [])
             if document is not None:
                 stream.append(document)
         return {key: orjson.dumps(stream).decode() for key, stream in documents.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -12,6 +14,7 @@ from consumers.wire import decode_event, decode_message, encode_event, encode_st
 from domain import events as ev
 from infra.bootstrap import Tracker
 from infra.eventstore import RelayRow
+from infra.storedjson import delivery_of
 from tests.builders import History
 from tests.conftest import TrackerFactory
 from tests.unit.test_interchange_format import EXAMPLES, example
@@ -187,3 +190,54 @@ def test_a_stored_event_with_a_transcoded_value_beyond_its_envelope_is_relayed_t
     assert decoded == []
     encode_stored(odd, mapper)
     assert [stored.state for stored in decoded] == [odd.state]
+
+
+@pytest.mark.parametrize("cipher_key", [None, KEY], ids=["in clear", "encrypted"])
+def test_a_stored_event_read_for_a_projection_is_the_librarys_event_with_its_fact_document(
+    tracker_factory: TrackerFactory, cipher_key: str | None
+) -> None:
+    """Rebuilds and the embedded catch-up read the store with ``delivery_of``, from the
+    stored JSON: each event must be the one the library's mapper decodes, attribute for
+    attribute, and a fact's document its own, key for key."""
+    tracker = tracker_factory(cipher_key=cipher_key)
+    tracker.ingest_service().ingest(list(enumerate(every_kind_of_stored_event().facts())))
+    mapper = tracker.records.mapper
+    notifications = tracker.records.recorder.select_notifications(start=1, limit=1000)
+    facts = 0
+    for notification in notifications:
+        by_library = mapper.to_domain_event(notification)
+        delivery = delivery_of(notification, mapper, notification.id)
+        assert delivery.position == notification.id
+        assert delivery.event == by_library, notification.topic
+        assert delivery.event.__dict__ == by_library.__dict__
+        assert list(delivery.event.__dict__) == list(by_library.__dict__)
+        if isinstance(by_library, ev.InterchangeEvent):
+            facts += 1
+            expected = by_library.to_document(with_recorded_at=True)
+            assert orjson.dumps(delivery.document) == orjson.dumps(expected), notification.topic
+        else:
+            assert delivery.document is None
+    assert facts >= len(ev.INTERCHANGE_EVENT_CLASSES)
+
+
+def test_a_stored_event_its_json_reader_does_not_know_is_read_by_the_library(
+    tracker_factory: TrackerFactory,
+) -> None:
+    tracker = tracker_factory()
+    h = History("WM-000126")
+    h.add("mappa.category-assigned", "2005-01-01T09:00:00+00:00", category=1)
+    tracker.ingest_service().ingest(list(enumerate(h.facts())))
+    mapper = tracker.records.mapper
+    stored = next(
+        n
+        for n in tracker.records.recorder.select_notifications(start=1, limit=10)
+        if n.topic == ev.CategoryAssigned.TOPIC
+    )
+    state = orjson.loads(stored.state)
+    state["identifiers"][0]["since"] = {"_type_": "datetime_iso", "_data_": "2005-01-01T00:00:00"}
+    odd = dataclasses.replace(stored, state=orjson.dumps(state))
+
+    delivery = delivery_of(odd, mapper)
+    assert delivery.document is None  # built from the event when folded
+    assert delivery.event == mapper.to_domain_event(odd)
+    assert delivery.event.identifiers[0]["since"] == datetime(2005, 1, 1)  # type: ignore[union-attr]
