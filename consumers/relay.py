@@ -6,6 +6,9 @@ The relay publishes a batch with the idempotent producer (acks=all), waits until
 has every message, and only then stores its position. A crash in between publishes that
 batch again after restart; projectors skip the repeats by stream version. While the broker
 acknowledges one batch, the relay reads and sends the next (see ``Relay.relay_once``).
+
+Several relay processes may share the work (``mappa run relay --processes N``): each
+publishes the offenders of its share (``RelayShare``), in order, and keeps its own position.
 """
 
 from __future__ import annotations
@@ -17,14 +20,54 @@ import structlog
 
 from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import encode_stored
-from infra.eventstore import OffenderRecords, RelayRow
-from projections.base import create_common_tables, read_position, write_position
+from infra.eventstore import EVERY_OFFENDER, OffenderRecords, RelayRow, RelayShare
+from projections.base import create_common_tables, write_position
 from projections.ports import ViewDatabase
 
 log = structlog.get_logger(__name__)
 
 RELAY = "relay"
 UPSTREAM = "offenders"
+
+
+def _upstream_of(share: RelayShare) -> str:
+    """Where a share stores its position: one relay keeps the name it always had."""
+    return UPSTREAM if share.parts == 1 else f"{UPSTREAM}:{share.part + 1}/{share.parts}"
+
+
+def _parts_of(upstream: str) -> int:
+    """How many shares the relay that stored a position under ``upstream`` was run as."""
+    _, _, parts = upstream.rpartition("/")
+    return int(parts) if ":" in upstream and parts.isdigit() else 1
+
+
+def relay_position(views: ViewDatabase, share: RelayShare = EVERY_OFFENDER) -> int:
+    """The notification id of the last event of ``share`` its relay published.
+
+    A share with no position of its own yet starts after the lowest position that a relay
+    run as another number of processes stored (0 if none): every event up to there was
+    published, whichever share it fell in, and what lies beyond is published again (the
+    projectors skip the repeats). The other shares of its own number are no guide: each
+    publishes only its own offenders.
+    """
+    with views.transaction() as tx:
+        tx.execute(
+            "SELECT upstream, position FROM projection_positions WHERE projection = %s",
+            (RELAY,),
+        )
+        positions = {str(upstream): int(position) for upstream, position in tx.fetchall()}
+    own = _upstream_of(share)
+    if own in positions:
+        return positions[own]
+    return min((p for u, p in positions.items() if _parts_of(u) != share.parts), default=0)
+
+
+def relayed_everything(records: OffenderRecords, views: ViewDatabase, shares: int = 1) -> bool:
+    """Whether the relay, run as ``shares`` processes, has published every stored event."""
+    return not any(
+        records.relay_rows(relay_position(views, share) + 1, 1, share)
+        for share in (RelayShare(part, shares) for part in range(shares))
+    )
 
 
 class _InFlight(NamedTuple):
@@ -43,8 +86,12 @@ class Relay:
         topic: str,
         batch_size: int = 1000,
         wakeup: Callable[[float], object] | None = None,
+        share: RelayShare = EVERY_OFFENDER,
     ) -> None:
         self.records = records
+        self.share = share
+        # Where its position is stored: one relay keeps the name it always had.
+        self.upstream = _upstream_of(share)
         # Waits when there is nothing to publish; by default a plain sleep (see infra.wakeup).
         self.wakeup = wakeup
         self.views = views
@@ -56,8 +103,7 @@ class Relay:
             create_common_tables(tx)
 
     def position(self) -> int:
-        with self.views.transaction() as tx:
-            return read_position(tx, RELAY, UPSTREAM)
+        return relay_position(self.views, self.share)
 
     def relay_once(self) -> int:
         """Send the next batch of stored events; return how many were sent.
@@ -72,7 +118,7 @@ class Relay:
         try:
             in_flight, self._in_flight = self._in_flight, None
             start = (in_flight.last_id if in_flight else self.position()) + 1
-            notifications = self.records.relay_rows(start, self.batch_size)
+            notifications = self.records.relay_rows(start, self.batch_size, self.share)
             sent = self._send(notifications) if notifications else None
             if in_flight is not None:
                 if sent is None:
@@ -101,7 +147,7 @@ class Relay:
         for future in batch.futures:
             future.get(timeout=30)  # raises if the broker did not take a message
         with self.views.transaction() as tx:
-            write_position(tx, RELAY, UPSTREAM, batch.last_id)
+            write_position(tx, RELAY, self.upstream, batch.last_id)
 
     def settle_in_flight(self) -> None:
         """Wait until the broker has the batch in flight, then store its position."""
@@ -111,7 +157,12 @@ class Relay:
             self._settle(in_flight)
 
     def run(self, shutdown: Shutdown, idle_wait: float = 0.2) -> None:
-        log.info("relay started", topic=self.topic, position=self.position())
+        log.info(
+            "relay started",
+            topic=self.topic,
+            position=self.position(),
+            share=f"{self.share.part + 1} of {self.share.parts}",
+        )
         try:
             while not shutdown.requested:
                 sent = with_retries(self.relay_once, shutdown, "relay")

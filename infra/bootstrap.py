@@ -20,7 +20,7 @@ from consumers.projector import KafkaProjector
 from consumers.relay import Relay
 from infra import kafka
 from infra.encryption import open_offender_records
-from infra.eventstore import OffenderRecords
+from infra.eventstore import EVERY_OFFENDER, OffenderRecords, RelayShare
 from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
 from infra.storedjson import delivery_of
@@ -182,7 +182,7 @@ def inbound_consumer(tracker: Tracker) -> InboundConsumer:
     )
 
 
-def relay(tracker: Tracker) -> Relay:
+def relay(tracker: Tracker, share: RelayShare = EVERY_OFFENDER) -> Relay:
     servers, names = _bootstrap_servers(tracker), topics(tracker.settings)
     ensure_topics(servers, names)
     return Relay(
@@ -193,6 +193,7 @@ def relay(tracker: Tracker) -> Relay:
         tracker.settings.batch_size,
         # The library NOTIFYs this channel on every insert into the event store.
         wakeup=_wakeup(tracker, getattr(tracker.records.recorder, "channel_name", None)),
+        share=share,
     )
 
 

@@ -23,6 +23,7 @@ from consumers.interchange import InvalidDocument, json_schema, parse_document
 from domain.offender import ReportedFact
 from infra.bootstrap import Tracker, bootstrap
 from infra.encryption import StoreKeyError
+from infra.eventstore import EVERY_OFFENDER, RelayShare
 from infra.logs import configure_logging
 from infra.process import tune_garbage_collection
 from infra.rebuild import check_jobs, default_jobs, rebuild_projections
@@ -442,11 +443,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.process == "project" and not args.name:
         raise UsageError("mappa run project NAME: caseload, statistical-return or victim-alerts")
     if args.processes != 1:
-        return _run_several(args)
+        return _run_several(args, settings)
     shutdown = Shutdown().install()
+    share = _relay_share(args)
     builders: dict[str, Callable[[Tracker], Any]] = {
         "ingest": processes.inbound_consumer,
-        "relay": processes.relay,
+        "relay": lambda tracker: processes.relay(tracker, share),
         "publish-alerts": processes.alert_publisher,
         "project": lambda tracker: processes.projector(tracker, args.name),
     }
@@ -470,26 +472,48 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-# The processes that share their work through a consumer group; the relay reads the event
-# store's log in order and the publisher the alerts' sequence, so each runs once.
-_SHARED_BY_A_GROUP = ("ingest", "project")
+# The processes that share their work: through a consumer group, or (the relay) each
+# publishing a share of the offenders. The publisher reads the alerts' one sequence in
+# order, so it runs once.
+_SHARED = ("ingest", "project", "relay")
 
 
-def _run_several(args: argparse.Namespace) -> int:
+def _run_several(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.runtime import Shutdown
     from infra.process import run_several
 
     if args.processes < 1:
         raise UsageError(f"--processes: expected 1 or more, got {args.processes}")
-    if args.process not in _SHARED_BY_A_GROUP:
+    if args.process not in _SHARED:
         raise UsageError(
-            f"--processes: only ingest and project share their work (a consumer group); "
+            f"--processes: only ingest, project and relay share their work; "
             f"{args.process} runs as one process"
         )
+    if args.share:
+        raise UsageError("--share is what --processes gives each copy: give one or the other")
+    if args.process == "relay" and not settings.database_url:
+        raise UsageError("--processes: on SQLite the relay runs as one process (one writer)")
     argv = [sys.executable, "-m", "infra.cli", "run", args.process]
     if args.name:
         argv.append(args.name)
-    return run_several(argv, args.processes, Shutdown().install())
+    count = args.processes
+
+    def share_of_copy(n: int) -> list[str]:
+        return ["--share", f"{n + 1}/{count}"] if args.process == "relay" else []
+
+    return run_several(argv, count, Shutdown().install(), share_of_copy)
+
+
+def _relay_share(args: argparse.Namespace) -> RelayShare:
+    """``--share K/N`` (K from 1): the relay's part of the offenders."""
+    if not args.share:
+        return EVERY_OFFENDER
+    if args.process != "relay":
+        raise UsageError(f"--share: only the relay shares out offenders, not {args.process}")
+    part, _, parts = str(args.share).partition("/")
+    if not (part.isdigit() and parts.isdigit() and 1 <= int(part) <= int(parts)):
+        raise UsageError(f"--share: expected K/N with 1 <= K <= N, got {args.share!r}")
+    return RelayShare(int(part) - 1, int(parts))
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -833,7 +857,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="ingest and project: run this many copies in one consumer group, sharing the "
-        "topic's partitions (one per core; up to the partition count, 6 by default)",
+        "topic's partitions (one per core; up to the partition count, 6 by default); "
+        "relay (PostgreSQL only): this many copies, each publishing a share of the offenders",
+    )
+    run.add_argument(
+        "--share",
+        metavar="K/N",
+        help="relay: publish only the K-th of N shares of the offenders (what --processes N "
+        "gives each copy; each share keeps its own position)",
     )
 
     produce = command("produce", _produce, "send an interchange file to the inbound topic")

@@ -7,7 +7,7 @@ import gc
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -75,17 +75,27 @@ class _FreezeSurvivors:
             )
 
 
-def run_several(argv: Sequence[str], count: int, shutdown: Shutdown) -> int:
-    """Run ``count`` copies of the command ``argv`` until ``shutdown`` is requested, then
-    stop them all (SIGTERM: each finishes its batch) and return 0 if each exited cleanly.
+def run_several(
+    argv: Sequence[str],
+    count: int,
+    shutdown: Shutdown,
+    arguments_of_copy: Callable[[int], Sequence[str]] = lambda _: (),
+) -> int:
+    """Run ``count`` copies of the command ``argv`` (copy ``n`` with
+    ``arguments_of_copy(n)`` added) until ``shutdown`` is requested, then stop them all
+    (SIGTERM: each finishes its batch) and return 0 if each exited cleanly.
 
-    The copies are consumers of one Kafka consumer group: the broker shares the topic's
-    partitions between them, so they use as many cores as there are copies. If one exits
+    The copies are consumers of one Kafka consumer group, the broker sharing the topic's
+    partitions between them, or relays each given a share of the offenders: they use as
+    many cores as there are copies. If one exits
     by itself (an error it does not wait out), the others are stopped too and the exit
     status says so: whoever runs this (systemd, compose) restarts the whole, rather than a
     group silently running short.
     """
-    children = [subprocess.Popen(list(argv), stdin=subprocess.DEVNULL) for _ in range(count)]
+    children = [
+        subprocess.Popen([*argv, *arguments_of_copy(n)], stdin=subprocess.DEVNULL)
+        for n in range(count)
+    ]
     log.info("processes started", count=count, pids=[child.pid for child in children])
     failed = False
     try:

@@ -127,8 +127,9 @@ def parse_options(argv: list[str]) -> Options:
         "--processes",
         type=int,
         help="copies of ingest and of each projector in their catch-up phases, sharing the "
-        "topic's partitions in one consumer group (`mappa run ... --processes N`; default: "
-        "one per core; --profile: 1, as only the first process is profiled)",
+        "topic's partitions in one consumer group, and of the relay, each publishing a share "
+        "of the offenders (`mappa run ... --processes N`; default: one per core; --profile: "
+        "1, as only the first process is profiled)",
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="MAPPA_BATCH_SIZE")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "run" / "bench" / "cache")
@@ -325,9 +326,10 @@ class Bench:
             anchor="anchor.pg_insert",
             target=Target("ge", 10_000, unit=events_s),
         )
+        shares = f" ({copies} processes, shares of the offenders)" if copies > 1 else ""
         f.define(
             "relay.rate",
-            "relay: event store -> offender-events topic",
+            f"relay: event store -> offender-events topic{shares}",
             events_s,
             anchor="anchor.kafka_produce",
             target=Target("ge", 0.8, ratio=True),
@@ -510,22 +512,45 @@ class Bench:
 
     def relay(self) -> None:
         tracker = self._tracker()
-        from projections.base import read_position
 
-        head = retrying(tracker.max_notification_id, "events stored")
+        def stored_events() -> int:
+            with tracker.views.transaction() as tx:
+                tx.execute("SELECT count(*) FROM offenders_events")
+                row = tx.fetchone()
+                return int(row[0]) if row else 0
+
+        head = retrying(stored_events, "events stored")
+        from kafka import KafkaConsumer, TopicPartition
+
+        topic = self.topics.offender_events
+        probe = KafkaConsumer(bootstrap_servers=self.kafka, enable_auto_commit=False)
+
+        def partitions_of_topic() -> list[int]:
+            found = probe.partitions_for_topic(topic)
+            if not found:
+                raise RuntimeError(f"no metadata for {topic} yet")
+            return sorted(found)
+
+        partitions = [TopicPartition(topic, p) for p in retrying(partitions_of_topic, "partitions")]
 
         def measure() -> int:
-            with tracker.views.transaction() as tx:
-                return read_position(tx, "relay", "offenders")
+            # Messages on the topic: with several relays, each keeps a position of its own.
+            return sum(probe.end_offsets(partitions).values())
 
         before = self.processes.cpu_snapshot()
-        self._start("relay", "run", "relay")
-        progress = follow(measure, head, self.processes, ["relay"], self.options.timeout, "relay")
+        self._start("relay", "run", "relay", *self._copies())
+        try:
+            progress = follow(
+                measure, head, self.processes, ["relay"], self.options.timeout, "relay"
+            )
+        finally:
+            probe.close()
         self.cpu_phase("relay", before)
         self.processes.stop("relay")
         self.figures.set("relay.rate", progress.rate())
         self.details["relay"] = {
             "events": head,
+            "processes": self.options.processes,
             "wall_seconds_with_start_up": round(progress.wall_seconds(), 1),
         }
 

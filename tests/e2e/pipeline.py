@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumers.relay import relayed_everything
 from infra.bootstrap import Tracker, bootstrap, topics
 from infra.kafka import group_lag
 from infra.settings import Settings
@@ -124,21 +125,16 @@ class Pipeline:
     def tracker(self) -> Tracker:
         return bootstrap(self.settings)
 
-    def settled(self, projections: tuple[str, ...] = PROJECTIONS) -> bool:
-        """Everything sent has been ingested, relayed and projected by ``projections``."""
+    def settled(self, projections: tuple[str, ...] = PROJECTIONS, relays: int = 1) -> bool:
+        """Everything sent has been ingested, relayed (by ``relays`` processes) and
+        projected by ``projections``."""
         self.assert_running()
         names = topics(self.settings)
         if self.lag("ingest", names.inbound):
             return False
         tracker = self.tracker()
         try:
-            with tracker.views.transaction() as tx:
-                tx.execute(
-                    "SELECT position FROM projection_positions WHERE projection = 'relay' "
-                    "AND upstream = 'offenders'"
-                )
-                row = tx.fetchone()
-            if not row or int(row[0]) < tracker.max_notification_id():
+            if not relayed_everything(tracker.records, tracker.views, relays):
                 return False
         finally:
             tracker.close()

@@ -118,10 +118,13 @@ def assert_every_alert_published_once(pipeline: Pipeline, views: dict[str, Any])
 
 
 def assert_settles_on_the_views(
-    pipeline: Pipeline, expected: dict[str, Any], what: str = "the pipeline to settle"
+    pipeline: Pipeline,
+    expected: dict[str, Any],
+    what: str = "the pipeline to settle",
+    relays: int = 1,
 ) -> None:
     """Once everything sent is consumed, the views and alerts are ``expected``'s."""
-    wait_until(lambda: settled(pipeline), 300, what)
+    wait_until(lambda: pipeline.settled(relays=relays), 300, what)
     tracker = pipeline.tracker()
     try:
         assert_same_views(comparable_views(tracker), expected)
@@ -265,19 +268,36 @@ def test_an_offenders_documents_share_one_partition_whether_kcat_or_mappa_produc
     assert {key: p for key, p in partitions.items() if len(p) > 1} == {}
 
 
-def test_ingest_and_projectors_run_as_several_processes_of_one_group_give_the_same_views(
+def test_ingest_relay_and_projectors_run_as_several_processes_give_the_same_views(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     history = tmp_path / "history.jsonl"
     write_history(history, offenders=200, seed=8)
     expected = embedded_views(tmp_path, history)
     pipeline.start("ingest", "--processes", "2", label="ingest")
-    pipeline.start("relay")
+    pipeline.start("relay", "--processes", "2", label="relay")
     for name in PROJECTIONS:
         pipeline.start("project", name, "--processes", "2", label=f"project {name}")
     pipeline.start("publish-alerts")
     assert pipeline.mappa("produce", str(history)).returncode == 0
-    assert_settles_on_the_views(pipeline, expected)
+    assert_settles_on_the_views(pipeline, expected, relays=2)
+    # The relay's two processes each published a share of the offenders, and kept its place.
+    started = [
+        json.loads(line)["share"]
+        for line in pipeline.log("relay", chars=None).splitlines()
+        if line.startswith("{") and json.loads(line)["event"] == "relay started"
+    ]
+    assert sorted(started) == ["1 of 2", "2 of 2"]
+    tracker = pipeline.tracker()
+    try:
+        with tracker.views.transaction() as tx:
+            tx.execute("SELECT upstream FROM projection_positions WHERE projection = 'relay'")
+            assert sorted(str(row[0]) for row in tx.fetchall()) == [
+                "offenders:1/2",
+                "offenders:2/2",
+            ]
+    finally:
+        tracker.close()
     # Each command's two processes shared the topic's six partitions between them.
     names = topics(pipeline.settings)
     for label, topic in [("ingest", names.inbound), ("project caseload", names.offender_events)]:

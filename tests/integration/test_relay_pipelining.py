@@ -6,11 +6,15 @@ real broker, killed and restarted, is in tests/e2e/test_kafka_pipeline.py."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
+import orjson
 import pytest
 
 from consumers.relay import RELAY, UPSTREAM, Relay
 from consumers.runtime import Shutdown
 from infra.bootstrap import Tracker
+from infra.eventstore import RelayRow, RelayShare
 from projections.base import read_position
 from tests.builders import History
 
@@ -137,3 +141,93 @@ def test_asked_to_stop_the_relay_stores_the_position_of_the_batch_it_sent_last(
 
     assert len(producer.sent) == BATCH
     assert stored_position(relay) == BATCH
+
+
+def store_several_offenders(tracker: Tracker, offenders: int = 24) -> list[RelayRow]:
+    """Interleaved facts of ``offenders`` offenders (the opening of each, then three facts)."""
+    histories = [History(f"WM-{200 + n:06d}") for n in range(offenders)]
+    for day in range(1, 4):
+        for history in histories:
+            history.add("mappa.level-changed", f"2006-02-{day:02d}T09:00:00+00:00", level=day)
+    by_offender = [h.facts() for h in histories]
+    facts = [facts[day] for day in range(3) for facts in by_offender]  # interleaved in the log
+    results = tracker.ingest_service().ingest(list(enumerate(facts)))
+    assert all(r.verdict.value == "accepted" for r in results), results
+    return tracker.records.relay_rows(1, 10_000)
+
+
+def relayed_by(relay: Relay, producer: StandInProducer) -> list[dict[str, object]]:
+    while relay.relay_once():
+        pass
+    return [orjson.loads(value) for _, value in producer.sent]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_relays_sharing_the_offenders_publish_every_event_once_each_offender_in_order(
+    tracker: Tracker,
+) -> None:
+    stored = store_several_offenders(tracker)
+    shares = [RelayShare(0, 2), RelayShare(1, 2)]
+    producers = [StandInProducer() for _ in shares]
+    relays = [
+        Relay(tracker.records, tracker.views, producer, "events", 7, share=share)
+        for share, producer in zip(shares, producers, strict=True)
+    ]
+    messages = [
+        relayed_by(relay, producer) for relay, producer in zip(relays, producers, strict=True)
+    ]
+
+    published = sorted(m["notificationId"] for share in messages for m in share)  # type: ignore[type-var]
+    assert published == [row.id for row in stored]  # every event, once
+    for share, sent in zip(shares, messages, strict=True):
+        assert sent, "each share has offenders of its own"
+        assert all(share.holds(UUID(str(m["offenderId"]))) for m in sent)
+        ids = [m["notificationId"] for m in sent]
+        assert ids == sorted(ids)  # in the log's order, so each offender's in stream order
+    offenders = [{m["offenderId"] for m in sent} for sent in messages]
+    assert not offenders[0] & offenders[1]
+    for relay, sent in zip(relays, messages, strict=True):
+        assert stored_positions(tracker)[relay.upstream] == sent[-1]["notificationId"]
+        assert relay.position() == sent[-1]["notificationId"]
+    assert sorted(stored_positions(tracker)) == ["offenders:1/2", "offenders:2/2"]
+    # Started again, each share goes on from its own position: nothing is sent twice.
+    for share, producer in zip(shares, producers, strict=True):
+        again = Relay(tracker.records, tracker.views, producer, "events", 7, share=share)
+        assert again.relay_once() == 0
+    assert sum(len(p.sent) for p in producers) == len(stored)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_share_without_a_position_starts_after_the_lowest_position_any_relay_stored(
+    tracker: Tracker,
+) -> None:
+    """Run as one relay, then as two: nothing the one relay had not published is lost, and
+    the shares do not start again from the beginning."""
+    stored = store_several_offenders(tracker)
+    single = Relay(tracker.records, tracker.views, StandInProducer(), "events", 20)
+    single.relay_once()
+    single.relay_once()
+    assert stored_positions(tracker) == {"offenders": stored[19].id}
+
+    producers = [StandInProducer(), StandInProducer()]
+    relays = [
+        Relay(tracker.records, tracker.views, p, "events", 7, share=RelayShare(n, 2))
+        for n, p in enumerate(producers)
+    ]
+    assert [relay.position() for relay in relays] == [stored[19].id, stored[19].id]
+    resent = [m for r, p in zip(relays, producers, strict=True) for m in relayed_by(r, p)]
+    assert sorted(m["notificationId"] for m in resent) == [row.id for row in stored[20:]]  # type: ignore[type-var]
+
+
+def test_on_sqlite_the_store_is_not_read_in_shares(tracker: Tracker) -> None:
+    if tracker.settings.database_url:
+        assert tracker.records.relay_rows(1, 10, RelayShare(0, 2)) == []
+        return
+    with pytest.raises(ValueError, match="one process"):
+        tracker.records.relay_rows(1, 10, RelayShare(0, 2))
+
+
+def stored_positions(tracker: Tracker) -> dict[str, int]:
+    with tracker.views.transaction() as tx:
+        tx.execute("SELECT upstream, position FROM projection_positions WHERE projection = 'relay'")
+        return {str(u): int(p) for u, p in tx.fetchall()}

@@ -1,4 +1,4 @@
-"""`mappa run ingest|project --processes N`: copies of one consumer, stopped together."""
+"""`mappa run ingest|project|relay --processes N`: copies of one process, stopped together."""
 
 from __future__ import annotations
 
@@ -78,12 +78,17 @@ def test_a_copy_that_exits_by_itself_stops_the_others_and_the_status_says_so(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "relay", "--processes", "2"], "relay runs as one process"),
+        (["run", "relay", "--processes", "2"], "on SQLite the relay runs as one process"),
         (["run", "publish-alerts", "--processes", "2"], "publish-alerts runs as one process"),
         (["run", "ingest", "--processes", "0"], "--processes: expected 1 or more, got 0"),
+        (["run", "relay", "--processes", "2", "--share", "1/2"], "give one or the other"),
+        (["run", "ingest", "--share", "1/2"], "--share: only the relay shares out offenders"),
+        (["run", "relay", "--share", "3/2"], "expected K/N with 1 <= K <= N, got '3/2'"),
+        (["run", "relay", "--share", "0/2"], "expected K/N with 1 <= K <= N, got '0/2'"),
+        (["run", "relay", "--share", "half"], "expected K/N with 1 <= K <= N, got 'half'"),
     ],
 )
-def test_only_consumers_of_a_group_may_run_as_several_processes(
+def test_only_processes_that_share_their_work_may_run_as_several(
     argv: list[str],
     message: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -92,5 +97,41 @@ def test_only_consumers_of_a_group_may_run_as_several_processes(
     from infra.cli import main
 
     monkeypatch.setenv("MAPPA_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # never reached
+    monkeypatch.delenv("MAPPA_DATABASE_URL", raising=False)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_each_copy_may_be_given_arguments_of_its_own(tmp_path: Path) -> None:
+    """As the relay's copies are given their share: `--share 1/2`, `--share 2/2`."""
+    # Notes its last argument, then waits for SIGTERM.
+    consumer = (
+        "import sys, pathlib\n"
+        "pathlib.Path(sys.argv[1], 'share-' + sys.argv[-1].replace('/', '-')).touch()\n"
+        f"exec({CONSUMER!r})\n"
+    )
+    shutdown = Shutdown()
+    result: list[int] = []
+    runner = threading.Thread(
+        target=lambda: result.append(
+            run_several(
+                [sys.executable, "-c", consumer, str(tmp_path)],
+                2,
+                shutdown,
+                lambda n: ["--share", f"{n + 1}/2"],
+            )
+        )
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(list(tmp_path.glob("share-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        shutdown.request()
+    runner.join(timeout=30)
+    assert result == [0]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("share-")) == [
+        "share-1-2",
+        "share-2-2",
+    ]
