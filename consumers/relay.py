@@ -90,7 +90,6 @@ class Relay:
     ) -> None:
         self.records = records
         self.share = share
-        # Where its position is stored: one relay keeps the name it always had.
         self.upstream = _upstream_of(share)
         # Waits when there is nothing to publish; by default a plain sleep (see infra.wakeup).
         self.wakeup = wakeup

@@ -18,7 +18,7 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
 from domain import events as ev
-from infra.storedjson import stored_shape, stored_state
+from infra.storedjson import StoredJSON, stored_shape, stored_state
 
 WIRE_VERSION = 1
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp"}
@@ -45,7 +45,7 @@ def encode_event(event: ev.OffenderEvent, notification_id: int) -> bytes:
     return orjson.dumps(message, default=str)
 
 
-class StoredNotification(Protocol):
+class StoredNotification(StoredJSON, Protocol):
     """A stored event read from the notification log: the library's ``Notification``, or
     the relay's row of it (``infra.eventstore.RelayRow``, the originator id as text)."""
 
@@ -55,20 +55,13 @@ class StoredNotification(Protocol):
     def originator_id(self) -> UUID | str: ...
     @property
     def originator_version(self) -> int: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def state(self) -> bytes: ...
 
 
 def encode_stored(notification: StoredNotification, mapper: Mapper[UUID]) -> bytes:
     """The message value of a stored event read from the notification log: what
     ``encode_event(mapper.to_domain_event(notification), notification.id)`` gives, built
-    from the stored JSON without rebuilding the event (the relay's main cost otherwise).
-
-    The library stores an event's fields as JSON, with datetimes as ``{"_type_":
-    "datetime_iso", "_data_": ISO text}``; the message wants exactly that ISO text. Anything
-    this does not recognise (another transcoder, an event needing upcasting) goes the slow way.
+    from the stored JSON without rebuilding the event (the relay's main cost otherwise; see
+    ``infra.storedjson`` for what it reads, and what it leaves to the library).
     """
     shape = stored_shape(notification.topic)
     state = stored_state(notification, mapper, shape)

@@ -689,14 +689,12 @@ class Bench:
         """Every offered line ingested, every stored event relayed and projected into the
         victim alerts, and every raised alert read back from the topic."""
         tracker = self._tracker()
-        from projections.base import read_position
+        from consumers.relay import relayed_everything
 
         inbound = self._end_offsets(self.topics.inbound)
         if any(tracker.records.position(u) < end for u, end in inbound.items()):
             return False
-        with tracker.views.transaction() as tx:
-            relayed = read_position(tx, "relay", "offenders")
-        if relayed < tracker.max_notification_id():
+        if not relayed_everything(tracker.records, tracker.views):
             return False
         events = self._end_offsets(self.topics.offender_events)
         positions = tracker.writer("victim-alerts").positions()
