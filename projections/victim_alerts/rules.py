@@ -127,17 +127,20 @@ class Alert:
 # Pure functions of immutable values, cached: a history is judged again whenever it grows,
 # so the same moments and ids are worked out again and again (a tenth of a projector's time).
 @functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=65_536)
 def alert_id_for(event_id: str, victim_ref: str) -> str:
     """The stable id of the alert to ``victim_ref`` about ``event_id``."""
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}"))
 
 
 @functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=65_536)
 def coordinator_alert_id_for(event_id: str, area: str) -> str:
     """The stable id of the late-release-notice alert about ``event_id`` to ``area``."""
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:coordinator:{area}"))
 
 
+@functools.lru_cache(maxsize=65_536)
 def correction_id_for(alert_id: str) -> str:
     """The stable id of the correction of ``alert_id``: one correction per alert, ever."""
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{alert_id}:correction"))
@@ -195,12 +198,16 @@ def add_duration(start: date, duration: Duration) -> date:
 
 
 @dataclass(frozen=True)
-class _Fact:
+class Fact:
+    """A fact document with what the rules read of it, parsed once."""
+
     doc: Mapping[str, Any]
     event_id: str
     event_type: str
     occurred: datetime
     recorded: datetime
+    # The offender's MAPPA reference in the document ("" if it has none).
+    offender_ref: str
 
     @property
     def info(self) -> Mapping[str, Any]:
@@ -224,10 +231,6 @@ class _Fact:
     def area(self) -> str:
         return str(self.doc.get("area", ""))
 
-    @property
-    def offender_ref(self) -> str:
-        return _mappa_ref(self.doc)
-
 
 @functools.lru_cache(maxsize=65_536)
 def _instant(text: str) -> datetime:
@@ -245,17 +248,23 @@ def _mappa_ref(doc: Mapping[str, Any]) -> str:
     return ""
 
 
-def _facts(history: Iterable[Mapping[str, Any]]) -> list[_Fact]:
+def fact_of(doc: Mapping[str, Any]) -> Fact:
+    """A fact document as the rules read it: what :func:`derive_alerts` makes of each
+    document, which a caller deriving again and again from a growing history may keep."""
+    return Fact(
+        doc=doc,
+        event_id=str(doc["eventId"]),
+        event_type=str(doc["eventType"]),
+        occurred=_instant(doc["occurredAt"]),
+        recorded=_instant(doc["recordedAt"]),
+        offender_ref=_mappa_ref(doc),
+    )
+
+
+def _facts(read: Iterable[Fact]) -> list[Fact]:
     """The non-retracted facts (retractions themselves excluded), in placement order."""
-    by_id: dict[str, _Fact] = {}
-    for doc in history:
-        fact = _Fact(
-            doc=doc,
-            event_id=str(doc["eventId"]),
-            event_type=str(doc["eventType"]),
-            occurred=_instant(doc["occurredAt"]),
-            recorded=_instant(doc["recordedAt"]),
-        )
+    by_id: dict[str, Fact] = {}
+    for fact in read:
         kept = by_id.get(fact.event_id)
         # Histories hold no duplicates; should one slip in, the first accepted copy counts.
         if kept is None or fact.recorded < kept.recorded:
@@ -274,24 +283,24 @@ def _facts(history: Iterable[Mapping[str, Any]]) -> list[_Fact]:
     return sorted(facts, key=lambda fact: fact.placement)
 
 
-def _known_by(facts: Iterable[_Fact], moment: datetime) -> list[_Fact]:
+def _known_by(facts: Iterable[Fact], moment: datetime) -> list[Fact]:
     return [fact for fact in facts if fact.recorded <= moment]
 
 
-def _moments_after(start: datetime, facts: Iterable[_Fact]) -> list[datetime]:
+def _moments_after(start: datetime, facts: Iterable[Fact]) -> list[datetime]:
     """``start`` and every later moment at which one of ``facts`` reached the tracker."""
     return sorted({start, *(fact.recorded for fact in facts if fact.recorded > start)})
 
 
-def _moves_area(fact: _Fact) -> bool:
+def _moves_area(fact: Fact) -> bool:
     return fact.event_type in (_AREA_TRANSFERRED, _RELEASED) and bool(fact.info.get("toArea"))
 
 
-def _sets_level(fact: _Fact) -> bool:
+def _sets_level(fact: Fact) -> bool:
     return fact.event_type in (_LEVEL_CHANGED, _CASE_CLOSED)
 
 
-def _responsible_area(first_area: str, facts: Sequence[_Fact], moment: datetime) -> str:
+def _responsible_area(first_area: str, facts: Sequence[Fact], moment: datetime) -> str:
     """The offender's responsible area at ``moment``: the earliest fact's area
     (``first_area``), moved by every area transfer and release to another area at or before
     ``moment``. ``facts`` is in placement order; facts that move no one are skipped."""
@@ -304,7 +313,7 @@ def _responsible_area(first_area: str, facts: Sequence[_Fact], moment: datetime)
     return area
 
 
-def _level(facts: Sequence[_Fact], moment: datetime) -> int | None:
+def _level(facts: Sequence[Fact], moment: datetime) -> int | None:
     """The MAPPA level at ``moment``: the latest level set at or before it, unless the case
     was closed after it was set. ``facts`` is in placement order."""
     level: int | None = None
@@ -327,7 +336,7 @@ def _for_people(moment: datetime) -> str:
     return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M (UK time)")
 
 
-def _late_by_seconds(fact: _Fact) -> int:
+def _late_by_seconds(fact: Fact) -> int:
     return max(0, int((fact.recorded - fact.occurred).total_seconds()))
 
 
@@ -339,7 +348,7 @@ def _how_late(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-def _lateness_sentence(fact: _Fact) -> str:
+def _lateness_sentence(fact: Fact) -> str:
     seconds = _late_by_seconds(fact)
     if not seconds:
         return ""
@@ -353,7 +362,7 @@ def _lateness_sentence(fact: _Fact) -> str:
 # Alerts to victims' VLOs
 
 
-def _kind_of(fact: _Fact) -> str | None:
+def _kind_of(fact: Fact) -> str | None:
     if fact.event_type == "sentence.varied":
         return "sentence-reduced" if fact.info.get("reason") == "appeal" else None
     if fact.event_type == "custody.temporary-release":
@@ -361,12 +370,12 @@ def _kind_of(fact: _Fact) -> str | None:
     return _KIND_BY_EVENT_TYPE.get(fact.event_type)
 
 
-def _victim_order(fact: _Fact) -> tuple[datetime, int, str]:
+def _victim_order(fact: Fact) -> tuple[datetime, int, str]:
     # At one instant a withdrawal comes after (so overrides) an enrolment of the same victim.
     return (fact.occurred, 1 if fact.event_type == _WITHDRAWN else 0, fact.event_id)
 
 
-def _wants(enrolment: _Fact, kind: str) -> bool:
+def _wants(enrolment: Fact, kind: str) -> bool:
     wants = enrolment.info.get("wants")
     if wants is None:
         return True
@@ -375,7 +384,7 @@ def _wants(enrolment: _Fact, kind: str) -> bool:
     return kind in wants
 
 
-def _addressing_enrolment(trigger: _Fact, kind: str, of_victim: Sequence[_Fact]) -> _Fact | None:
+def _addressing_enrolment(trigger: Fact, kind: str, of_victim: Sequence[Fact]) -> Fact | None:
     """The enrolment through which the victim is (or was first) due the alert, if any.
 
     The victim's state at the trigger's ``occurredAt`` is the latest enrolment or withdrawal
@@ -406,7 +415,7 @@ class _Telling:
     details: dict[str, Any]
 
 
-def _victim_alert(trigger: _Fact, telling: _Telling, enrolment: _Fact) -> Alert:
+def _victim_alert(trigger: Fact, telling: _Telling, enrolment: Fact) -> Alert:
     victim_ref = str(enrolment.info["victimRef"])
     happened, tell = telling.happened, telling.tell
     details = {**telling.details, "enrolmentEventId": enrolment.event_id}
@@ -431,7 +440,7 @@ def _victim_alert(trigger: _Fact, telling: _Telling, enrolment: _Fact) -> Alert:
 
 
 def _describe(
-    kind: str, fact: _Fact, facts: Sequence[_Fact], offender: str
+    kind: str, fact: Fact, facts: Sequence[Fact], offender: str
 ) -> tuple[str, str, dict[str, Any]]:
     """What happened, what the VLO must tell the victim, and the structured details."""
     info = fact.info
@@ -508,7 +517,7 @@ def _describe(
     )
 
 
-def _describe_conditions(fact: _Fact, offender: str) -> tuple[str, str, dict[str, Any]]:
+def _describe_conditions(fact: Fact, offender: str) -> tuple[str, str, dict[str, Any]]:
     raw = fact.info.get("conditions") or []
     conditions = [dict(condition) for condition in raw if isinstance(condition, Mapping)]
     # Stable sort: the victim's protections first, each group in the order the licence gives.
@@ -538,12 +547,10 @@ def _describe_conditions(fact: _Fact, offender: str) -> tuple[str, str, dict[str
     )
 
 
-def _neighbouring_notices(
-    notice: _Fact, facts: Sequence[_Fact]
-) -> tuple[_Fact | None, _Fact | None]:
+def _neighbouring_notices(notice: Fact, facts: Sequence[Fact]) -> tuple[Fact | None, Fact | None]:
     """The notices just before and just after ``notice`` in the same custody term."""
-    previous: _Fact | None = None
-    following: _Fact | None = None
+    previous: Fact | None = None
+    following: Fact | None = None
     seen = False
     for fact in facts:
         if fact is notice:
@@ -563,7 +570,7 @@ def _neighbouring_notices(
 
 
 def _describe_release_notice(
-    notice: _Fact, facts: Sequence[_Fact], offender: str
+    notice: Fact, facts: Sequence[Fact], offender: str
 ) -> tuple[str, str, dict[str, Any]]:
     info = notice.info
     expected = info.get("expectedReleaseDate")
@@ -629,7 +636,7 @@ class _Shortfall:
 
 
 def _shortfall(
-    notice: _Fact, first_area: str, known: Sequence[_Fact], lead_times: LeadTimes
+    notice: Fact, first_area: str, known: Sequence[Fact], lead_times: LeadTimes
 ) -> _Shortfall | None:
     """How the notice fell short of its area's rule, judged on the ``known`` level and area
     changes and the area of the earliest known fact."""
@@ -649,7 +656,7 @@ def _shortfall(
 
 
 def _late_notice_alerts(
-    notice: _Fact, facts: Sequence[_Fact], lead_times: LeadTimes, offender_ref: str
+    notice: Fact, facts: Sequence[Fact], lead_times: LeadTimes, offender_ref: str
 ) -> list[Alert]:
     # Only facts placed at or before the notice bear on its level and area (the earliest fact
     # of all is one of them, since the notice itself is). As for victims, the notice counts as
@@ -658,7 +665,7 @@ def _late_notice_alerts(
     relevant = [fact for fact in facts if fact.occurred <= notice.occurred]
     changes = [fact for fact in relevant if _moves_area(fact) or _sets_level(fact)]
 
-    def earliest_known(moment: datetime) -> _Fact:
+    def earliest_known(moment: datetime) -> Fact:
         # Never empty: the notice itself is known from its arrival on.
         return next(fact for fact in relevant if fact.recorded <= moment)
 
@@ -677,7 +684,7 @@ def _late_notice_alerts(
     ]
 
 
-def _late_notice_alert(notice: _Fact, shortfall: _Shortfall, offender_ref: str) -> Alert:
+def _late_notice_alert(notice: Fact, shortfall: _Shortfall, offender_ref: str) -> Alert:
     days = shortfall.days_short
     message = (
         f"Late release notice: the notice given on {shortfall.notice_date} that offender"
@@ -729,8 +736,19 @@ def _sort_key(alert: Alert) -> tuple[datetime, str, int, str, str]:
     )
 
 
-def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -> list[Alert]:
+def derive_alerts(
+    history: Sequence[Mapping[str, Any]],
+    lead_times: LeadTimes,
+    read: Sequence[Fact] | None = None,
+    on_record: Mapping[str, Alert] | None = None,
+) -> list[Alert]:
     """Every alert due from an offender's whole ``history`` (fact documents, any order).
+
+    ``read``: ``fact_of`` of each document of ``history``, in the same order, if the caller
+    kept them (a projection deriving again at every new fact); otherwise they are made here.
+    ``on_record``: alerts already raised, by id; a victim's alert due with one of those ids
+    is given as it was recorded rather than worded again (a projection only raises what is
+    not on record, and wording every alert again at every new fact was most of its work).
 
     ``lead_times(area, level)`` gives the area's release-notice lead time for the level as
     an ISO 8601 duration, or ``None`` where the area has no rule. The result is the same for
@@ -742,9 +760,9 @@ def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -
         # Every alert is owed to an enrolled victim or is a late notice of release: with
         # neither in the history, there is nothing to derive (and most histories are so).
         return []
-    facts = _facts(history)
+    facts = _facts(read if read is not None else map(fact_of, history))
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
-    of_victim: dict[str, list[_Fact]] = {}
+    of_victim: dict[str, list[Fact]] = {}
     for fact in facts:
         if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
             of_victim.setdefault(str(fact.info["victimRef"]), []).append(fact)
@@ -763,7 +781,13 @@ def derive_alerts(history: Sequence[Mapping[str, Any]], lead_times: LeadTimes) -
             for victim_facts in of_victim.values()
             if (enrolment := _addressing_enrolment(trigger, kind, victim_facts)) is not None
         ]
-        if enrolments:
+        recorded = [
+            on_record.get(alert_id_for(trigger.event_id, str(enrolment.info["victimRef"])))
+            for enrolment in enrolments
+        ] if on_record else []  # fmt: skip
+        if recorded and all(recorded):
+            alerts.extend(alert for alert in recorded if alert is not None)
+        elif enrolments:
             # Unlike who is told, what they are told is worded on everything known now.
             happened, tell, details = _describe(kind, trigger, facts, reference)
             area = _responsible_area(first_area, moves, trigger.occurred)

@@ -1,7 +1,7 @@
 """Projections keep what they folded from a history between batches (the caseload's snapshot
-fold, the return's timeline) and extend or reuse it instead of folding the whole history
-again: what they store must be what a fold from scratch gives, however the facts arrive and
-are batched."""
+fold, the return's timeline, the alerts' facts) and extend or reuse it instead of folding
+the whole history again: what they store must be what a fold from scratch gives, however
+the facts arrive and are batched."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from projections.caseload import projection as caseload_projection
 from projections.caseload.rules import SnapshotFold, snapshot
 from projections.statistical_return import projection as return_projection
 from projections.statistical_return.rules import build_timeline
+from projections.victim_alerts import projection as alerts_projection
+from projections.victim_alerts.rules import fact_of
 
 Document = dict[str, Any]
 
@@ -194,3 +196,16 @@ def test_caseload_rows_left_unwritten_are_those_already_stored(seed: int) -> Non
             stored, written = changed, written + 1
         assert stored == snapshot(history.offender_id, history.mappa_ref, events_of(history))
     assert skipped > written / 20
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_alert_facts_kept_between_batches_are_those_read_from_scratch(seed: int) -> None:
+    extended = 0
+    for history, first_batch in delivered(seed):
+        before = history.memo.get(alerts_projection._FACTS)
+        kept = alerts_projection._facts_read(history)
+        assert kept == [fact_of(document) for document in history.documents]
+        if not first_batch:
+            assert before is kept  # extended in place, not read again
+            extended += 1
+    assert extended > len(generated_histories())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from projections.victim_alerts.rules import (
     add_duration,
     correction_id_for,
     derive_alerts,
+    fact_of,
     parse_duration,
     plan_alerts,
 )
@@ -400,6 +402,28 @@ def test_the_same_history_gives_the_same_alert_ids() -> None:
     second = derive_alerts(sample_history(), lead)
     assert [a.alert_id for a in first] == [a.alert_id for a in second]
     assert first == second
+
+
+def test_facts_kept_by_the_caller_give_the_alerts_the_documents_give() -> None:
+    lead = rules({("WM", 3): "P3M"})
+    history = sample_history()
+    kept = [fact_of(document) for document in history]
+    assert derive_alerts(history, lead, kept) == derive_alerts(history, lead)
+    assert derive_alerts(history, lead, kept) != []
+
+
+def test_alerts_on_record_are_given_as_recorded_and_the_others_worded_afresh() -> None:
+    lead = rules({("WM", 3): "P3M"})
+    fresh = derive_alerts(sample_history(), lead)
+    first = next(a for a in fresh if a.victim_ref)
+    on_record = {
+        a.alert_id: dataclasses.replace(a, message="as recorded")
+        for a in fresh
+        if a.victim_ref and a.event_id == first.event_id
+    }
+    again = derive_alerts(sample_history(), lead, on_record=on_record)
+    assert again == [on_record.get(a.alert_id, a) for a in fresh]
+    assert any(a.message == "as recorded" for a in again) and len(on_record) < len(fresh)
 
 
 def test_the_alert_id_is_uuid5_of_the_event_and_the_victim() -> None:
