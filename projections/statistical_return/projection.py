@@ -21,7 +21,7 @@ from projections.base import OffenderHistory, Projection, load_histories
 from projections.ports import Transaction
 from projections.statistical_return.rules import (
     OffenderTimeline,
-    build_timeline,
+    TimelineFold,
     compute_return,
     leaves_timeline_as_it_was,
     return_from_timelines,
@@ -77,23 +77,36 @@ class StatisticalReturnProjection(Projection):
 
 
 # The timeline stored for a history is kept with it between batches (in the writer's cache),
-# with how many documents it was built from.
-_TIMELINE, _BUILT_FROM = NAME, f"{NAME}-built-from"
+# with the fold it came from and how many documents that fold holds.
+_TIMELINE, _FOLD, _BUILT_FROM = NAME, f"{NAME}-fold", f"{NAME}-built-from"
 
 
 def _changed(history: OffenderHistory) -> list[OffenderTimeline | None]:
     """The history's timeline (None: it has none) to store, or nothing when this batch's
     facts leave the stored one as it is, for certain (``leaves_timeline_as_it_was``): a
-    third of the facts do, and then the timeline is neither built nor stored again. A
-    history read from the database has none kept, and is built."""
+    third of the facts do, and then the timeline is neither built nor stored again.
+
+    Otherwise the kept fold is extended by this batch's facts when they follow every fact
+    folded so far, and the whole history folded again when they do not (a late fact, a
+    retraction) or nothing is kept (a history read from the database): building every
+    changed timeline from scratch was a fifth of the projector's time.
+    """
     memo = history.memo
-    unchanged = memo.get(_BUILT_FROM) == history.known_before and leaves_timeline_as_it_was(
-        memo.get(_TIMELINE), history.documents[history.known_before :]
-    )
-    if not unchanged:
-        memo[_TIMELINE] = build_timeline(history.documents)
+    added = history.documents[history.known_before :]
+    kept = memo.get(_BUILT_FROM) == history.known_before
+    if kept and leaves_timeline_as_it_was(memo.get(_TIMELINE), added):
+        memo[_BUILT_FROM] = len(history.documents)
+        fold = memo.get(_FOLD)
+        if fold is not None:  # the facts join no state: the fold holds them as read
+            fold.arrivals = len(history.documents)
+            fold.event_ids.update(str(d.get("eventId")) for d in added)
+        return []
+    fold = memo.get(_FOLD) if kept else None
+    if fold is None or not fold.extended(added):
+        fold = TimelineFold.of(history.documents)
+    memo[_FOLD], memo[_TIMELINE] = fold, fold.timeline()
     memo[_BUILT_FROM] = len(history.documents)
-    return [] if unchanged else [memo[_TIMELINE]]
+    return [memo[_TIMELINE]]
 
 
 def _areas_named(documents: Iterable[Mapping[str, Any]]) -> set[str]:

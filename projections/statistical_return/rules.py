@@ -346,58 +346,118 @@ def build_timeline(
         if known_by is None
         else [document for document in history if _recorded_by(document, known_by)]
     )
-    retracted = {
-        str(_info(document).get("eventId"))
-        for document in seen
-        if document.get("eventType") == RETRACTED
-    }
-    facts: list[_Fact] = []
-    event_ids: set[str] = set()
-    for arrival, document in enumerate(seen):
-        event_type = document.get("eventType")
-        event_id = str(document.get("eventId"))
-        if event_type == RETRACTED or event_id in retracted or event_id in event_ids:
-            continue
-        event_ids.add(event_id)
-        facts.append((to_instant(document["occurredAt"]), arrival, str(event_type), document))
-    if not facts:
-        return None
-    # Arrival order breaks ties: the sort is stable and facts are in arrival order.
-    facts.sort(key=itemgetter(0))
+    return TimelineFold.of(seen).timeline()
 
-    starts: list[int] = []
-    states: list[State] = []
-    occurrences: list[Occurrence] = []
-    disposals: dict[str, list[Disposal]] = {}
-    state = _NOTHING_YET
-    for instant, same_instant in groupby(facts, key=itemgetter(0)):
-        group = tuple(same_instant)
-        state = _apply_together(state, group)
-        if not states or state != states[-1]:
-            starts.append(instant)
-            states.append(state)
-        for _, arrival, event_type, document in group:
-            if event_type in _OCCURRENCE_TYPES:
-                occurrences.append(
-                    Occurrence(
-                        instant, event_type, str(document.get("eventId")), _info(document), state
-                    )
-                )
-            elif event_type == _DISPOSED:
-                info = _info(document)
-                disposals.setdefault(str(info.get("chargeId")), []).append(
-                    Disposal(
-                        instant, arrival, str(info.get("outcome")), str(document.get("eventId"))
-                    )
-                )
 
-    return OffenderTimeline(
-        reference=_mappa_reference(facts[0][3]),
-        starts=tuple(starts),
-        states=tuple(states),
-        occurrences=tuple(occurrences),
-        disposals={charge: tuple(items) for charge, items in disposals.items()},
-    )
+@dataclass
+class TimelineFold:
+    """:func:`build_timeline`'s fold of a history, which a projection keeps between batches
+    and extends with facts that follow every fact folded so far (``extended``) instead of
+    folding the whole history again."""
+
+    # Every retraction's target and every fact's eventId among the documents folded.
+    retracted: set[str]
+    event_ids: set[str]
+    # How many documents were folded (the next one's arrival number).
+    arrivals: int
+    # The instant of the last fact folded (None: none yet).
+    last_instant: int | None = None
+    reference: str | None = None
+    starts: list[int] = field(default_factory=list)
+    states: list[State] = field(default_factory=list)
+    occurrences: list[Occurrence] = field(default_factory=list)
+    disposals: dict[str, list[Disposal]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, history: Sequence[Mapping[str, Any]]) -> TimelineFold:
+        retracted = {
+            str(_info(document).get("eventId"))
+            for document in history
+            if document.get("eventType") == RETRACTED
+        }
+        fold = cls(retracted, set(), 0)
+        facts = fold._new_facts(history)
+        if facts:
+            fold.reference = _mappa_reference(facts[0][3])
+            fold._apply(facts)
+        fold.arrivals = len(history)
+        return fold
+
+    def extended(self, added: Sequence[Mapping[str, Any]]) -> bool:
+        """Fold in ``added`` (the documents that arrived next) if each one that counts
+        happened after every fact folded so far and none is a retraction; False, folding
+        nothing, if the whole history must be folded again."""
+        if not self.starts or any(d.get("eventType") == RETRACTED for d in added):
+            return False
+        facts = self._new_facts(added)
+        if facts is None:
+            return False
+        self._apply(facts)
+        self.arrivals += len(added)
+        return True
+
+    def _new_facts(self, documents: Sequence[Mapping[str, Any]]) -> list[_Fact] | None:
+        """These documents' facts, placed (retracted, retractions and repeated eventIds left
+        out; sorted by instant, arrival breaking ties); None if, after facts already folded,
+        one happened at or before the last of them. Records their eventIds."""
+        last_instant = self.last_instant
+        facts: list[_Fact] = []
+        ids: set[str] = set()
+        for arrival, document in enumerate(documents, start=self.arrivals):
+            event_type = document.get("eventType")
+            event_id = str(document.get("eventId"))
+            if (
+                event_type == RETRACTED
+                or event_id in self.retracted
+                or event_id in self.event_ids
+                or event_id in ids
+            ):
+                continue
+            instant = to_instant(document["occurredAt"])
+            if last_instant is not None and instant <= last_instant:
+                return None
+            ids.add(event_id)
+            facts.append((instant, arrival, str(event_type), document))
+        self.event_ids |= ids
+        # Arrival order breaks ties: the sort is stable and facts are in arrival order.
+        facts.sort(key=itemgetter(0))
+        return facts
+
+    def _apply(self, facts: Sequence[_Fact]) -> None:
+        state = self.states[-1] if self.states else _NOTHING_YET
+        for instant, same_instant in groupby(facts, key=itemgetter(0)):
+            group = tuple(same_instant)
+            state = _apply_together(state, group)
+            if not self.states or state != self.states[-1]:
+                self.starts.append(instant)
+                self.states.append(state)
+            for _, arrival, event_type, document in group:
+                if event_type in _OCCURRENCE_TYPES:
+                    self.occurrences.append(
+                        Occurrence(
+                            instant, event_type, str(document.get("eventId")), _info(document),
+                            state,
+                        )
+                    )  # fmt: skip
+                elif event_type == _DISPOSED:
+                    info = _info(document)
+                    self.disposals.setdefault(str(info.get("chargeId")), []).append(
+                        Disposal(
+                            instant, arrival, str(info.get("outcome")), str(document.get("eventId"))
+                        )
+                    )
+            self.last_instant = instant
+
+    def timeline(self) -> OffenderTimeline | None:
+        if not self.starts:
+            return None
+        return OffenderTimeline(
+            reference=self.reference,
+            starts=tuple(self.starts),
+            states=tuple(self.states),
+            occurrences=tuple(self.occurrences),
+            disposals={charge: tuple(items) for charge, items in self.disposals.items()},
+        )
 
 
 def leaves_timeline_as_it_was(

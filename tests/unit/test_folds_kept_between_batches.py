@@ -21,7 +21,7 @@ from projections.base import OffenderHistory, events_of
 from projections.caseload import projection as caseload_projection
 from projections.caseload.rules import SnapshotFold, snapshot
 from projections.statistical_return import projection as return_projection
-from projections.statistical_return.rules import build_timeline
+from projections.statistical_return.rules import TimelineFold, build_timeline
 from projections.victim_alerts import projection as alerts_projection
 from projections.victim_alerts.rules import fact_of
 
@@ -80,20 +80,29 @@ def test_generated_histories_have_what_makes_a_fold_start_again() -> None:
     assert late > 20
 
 
+class FoldsCounted:
+    count = 0
+
+
+def count_folds_from_scratch(monkeypatch: pytest.MonkeyPatch, fold: type[Any]) -> FoldsCounted:
+    """Count the calls of ``fold.of`` (a fold of a whole history) from now on."""
+    counted = FoldsCounted()
+    original_of = fold.of.__func__
+
+    def counting_of(cls: type[Any], *args: Any, **kwargs: Any) -> Any:
+        counted.count += 1
+        return original_of(cls, *args, **kwargs)
+
+    monkeypatch.setattr(fold, "of", classmethod(counting_of))
+    return counted
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("delivered_as", ["documents", "events"])
 def test_snapshots_kept_between_batches_equal_those_folded_from_scratch(
     seed: int, delivered_as: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folds_from_scratch = 0
-    original_of = SnapshotFold.of.__func__  # type: ignore[attr-defined]
-
-    def counting_of(cls: type[SnapshotFold], *args: Any, **kwargs: Any) -> SnapshotFold:
-        nonlocal folds_from_scratch
-        folds_from_scratch += 1
-        return original_of(cls, *args, **kwargs)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(SnapshotFold, "of", classmethod(counting_of))
+    folds = count_folds_from_scratch(monkeypatch, SnapshotFold)
     refreshes = 0
     for history, _ in delivered(seed):
         if delivered_as == "events":
@@ -104,7 +113,7 @@ def test_snapshots_kept_between_batches_equal_those_folded_from_scratch(
         assert kept == from_scratch, (history.mappa_ref, len(history.documents))
     # Both ways were taken: besides each offender's first batch, some batches folded the
     # history again, and most extended the kept fold. (The reference fold counts one each.)
-    by_the_projection = folds_from_scratch - refreshes
+    by_the_projection = folds.count - refreshes
     assert len(generated_histories()) < by_the_projection < refreshes / 2
 
 
@@ -137,7 +146,10 @@ def test_a_fact_whose_retraction_arrived_first_is_never_folded_in() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_timelines_kept_between_batches_equal_those_built_from_scratch(seed: int) -> None:
+def test_timelines_kept_between_batches_equal_those_built_from_scratch(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folds = count_folds_from_scratch(monkeypatch, TimelineFold)
     reused = built = 0
     stored = None
     for history, first_batch in delivered(seed):
@@ -149,8 +161,14 @@ def test_timelines_kept_between_batches_equal_those_built_from_scratch(seed: int
             built += 1
         else:
             reused += 1
+        before = folds.count
         assert stored == build_timeline(history.documents), len(history.documents)
+        folds.count = before  # the reference build is not the projection's
     assert reused > built / 10 and built > len(generated_histories())
+    # Both ways were taken: besides each offender's first batch, some timelines were folded
+    # again from scratch, and others extended the kept fold.
+    by_the_projection = folds.count - len(generated_histories())
+    assert 0 < by_the_projection < built - len(generated_histories())
 
 
 def test_a_fact_at_the_first_instant_is_never_taken_as_leaving_the_timeline() -> None:
