@@ -8,7 +8,9 @@ share of what its storage or transport allows here.
 - Kafka: kafka-python produce (the relay's producer settings: idempotent, ``acks=all``,
   256 KiB batches, but kafka-python's own partitioner) and
   consume (the projectors' consumer settings: ``read_committed``, 1,000 records per poll) of
-  messages as large as the mean ``mappa.offender-events.v1`` message.
+  messages as large as the mean ``mappa.offender-events.v1`` message;
+- both: those messages consumed and stored the least way a projector can (a row per key
+  and the positions, one transaction per poll), the projectors' anchor.
 """
 
 from __future__ import annotations
@@ -110,6 +112,68 @@ def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -
     finally:
         consumer.close()
     return {"produce": produce_rate, "consume": consume_rate}
+
+
+def consume_and_store_anchor(
+    url: str, schema: str, bootstrap: str, topic: str, messages: int
+) -> float:
+    """Messages per second read from ``topic`` (as ``kafka_anchors`` left it) and stored the
+    least way a projector can: for each poll, one transaction upserting a row per message
+    key (the message as the row) and each partition's next offset, as raw kafka-python and
+    psycopg do it, with no rules and no history. What every projector must do at least."""
+    import psycopg
+    from kafka import TopicPartition
+    from psycopg import sql
+
+    view = sql.Identifier(schema, "bench_anchor_view")
+    positions = sql.Identifier(schema, "bench_anchor_positions")
+    upsert_row = sql.SQL(
+        "INSERT INTO {} (offender_id, message) VALUES (%s, %s) "
+        "ON CONFLICT (offender_id) DO UPDATE SET message = excluded.message"
+    ).format(view)
+    upsert_position = sql.SQL(
+        "INSERT INTO {} (upstream, position) VALUES (%s, %s) "
+        "ON CONFLICT (upstream) DO UPDATE SET position = excluded.position"
+    ).format(positions)
+    consumer: Any = kafka.consumer(bootstrap, None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, columns in (
+            (view, "offender_id text PRIMARY KEY, message bytea NOT NULL"),
+            (positions, "upstream text PRIMARY KEY, position bigint NOT NULL"),
+        ):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.execute(sql.SQL("CREATE TABLE {} (" + columns + ")").format(table))
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(3)]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning()
+            consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
+            received, started = 0, time.monotonic()
+            deadline = started + 300
+            with conn.cursor() as cursor:
+                while received < messages and time.monotonic() < deadline:
+                    polled = consumer.poll(timeout_ms=500)
+                    if not polled:
+                        continue
+                    # One row per key, the last message of the poll (as a projector's view
+                    # holds one row per offender).
+                    rows = {m.key: m.value for batch in polled.values() for m in batch}
+                    with conn.transaction():
+                        cursor.executemany(upsert_row, [(k.decode(), v) for k, v in rows.items()])
+                        cursor.executemany(
+                            upsert_position,
+                            [
+                                (f"{tp.topic}-{tp.partition}", b[-1].offset + 1)
+                                for tp, b in polled.items()
+                            ],
+                        )
+                    received += sum(len(batch) for batch in polled.values())
+            rate = received / (time.monotonic() - started)
+        finally:
+            consumer.close()
+            for table in (view, positions):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+    return rate
 
 
 def delete_topics(bootstrap: str, names: list[str]) -> None:

@@ -40,6 +40,7 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
         "anchor.pg_insert",
         "anchor.kafka_produce",
         "anchor.kafka_consume",
+        "anchor.consume_store",
         "anchor.peer",
         "ingest.rate",
         "relay.rate",
