@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from infra import kafka
@@ -70,7 +71,6 @@ def postgres_anchors(
 
 def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -> dict[str, float]:
     """Messages per second produced, then consumed, on a fresh 3-partition topic."""
-    from kafka import TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-bench")
@@ -99,16 +99,7 @@ def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -
 
     consumer: Any = kafka.consumer(bootstrap, None)
     try:
-        partitions = [TopicPartition(topic, p) for p in range(3)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
-        received, started = 0, time.monotonic()
-        deadline = started + 300
-        while received < messages and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                received += len(batch)
-        consume_rate = received / (time.monotonic() - started)
+        consume_rate = consumed_per_second(consumer, topic, messages, lambda _polled: None)
     finally:
         consumer.close()
     return {"produce": produce_rate, "consume": consume_rate}
@@ -122,7 +113,6 @@ def consume_and_store_anchor(
     key (the message as the row) and each partition's next offset, as raw kafka-python and
     psycopg do it, with no rules and no history. What every projector must do at least."""
     import psycopg
-    from kafka import TopicPartition
     from psycopg import sql
 
     view = sql.Identifier(schema, "bench_anchor_view")
@@ -144,17 +134,9 @@ def consume_and_store_anchor(
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
             conn.execute(sql.SQL("CREATE TABLE {} (" + columns + ")").format(table))
         try:
-            partitions = [TopicPartition(topic, p) for p in range(3)]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning()
-            consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
-            received, started = 0, time.monotonic()
-            deadline = started + 300
             with conn.cursor() as cursor:
-                while received < messages and time.monotonic() < deadline:
-                    polled = consumer.poll(timeout_ms=500)
-                    if not polled:
-                        continue
+
+                def store(polled: dict[Any, list[Any]]) -> None:
                     # One row per key, the last message of the poll (as a projector's view
                     # holds one row per offender).
                     rows = {m.key: m.value for batch in polled.values() for m in batch}
@@ -167,13 +149,33 @@ def consume_and_store_anchor(
                                 for tp, b in polled.items()
                             ],
                         )
-                    received += sum(len(batch) for batch in polled.values())
-            rate = received / (time.monotonic() - started)
+
+                rate = consumed_per_second(consumer, topic, messages, store)
         finally:
             consumer.close()
             for table in (view, positions):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
     return rate
+
+
+def consumed_per_second(
+    consumer: Any, topic: str, messages: int, handle: Callable[[dict[Any, list[Any]]], None]
+) -> float:
+    """Messages per second ``consumer`` reads of the 3-partition ``topic`` from its start,
+    ``handle`` given each poll, until ``messages`` have come (or five minutes)."""
+    from kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, p) for p in range(3)])
+    consumer.seek_to_beginning()
+    consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
+    received, started = 0, time.monotonic()
+    deadline = started + 300
+    while received < messages and time.monotonic() < deadline:
+        polled = consumer.poll(timeout_ms=500)
+        if polled:
+            handle(polled)
+            received += sum(len(batch) for batch in polled.values())
+    return received / (time.monotonic() - started)
 
 
 def delete_topics(bootstrap: str, names: list[str]) -> None:
