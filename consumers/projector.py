@@ -150,7 +150,8 @@ class KafkaProjector:
         return batch
 
     def _project(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
-        """Every partition of one poll in one transaction (see ``handle_all``)."""
+        """Every partition of one batch (a poll and those ready after it) in one
+        transaction (see ``handle_all``)."""
         batches: dict[str, list[Delivery]] = {}
         for partition, messages in polled.items():
             deliveries = batches.setdefault(upstream_of(partition), [])

@@ -311,7 +311,7 @@ class ProjectionWriter:
         return self.handle_all({upstream: deliveries})
 
     def handle_all(self, batches: Mapping[str, Sequence[Delivery]]) -> int:
-        """Apply batches from several upstreams (the partitions of one Kafka poll) in one
+        """Apply batches from several upstreams (the partitions of one Kafka batch) in one
         transaction, with each upstream's position; return how many events were new.
 
         One transaction for the whole poll rather than one per partition: at a steady
