@@ -10,7 +10,7 @@ share of what its storage or transport allows here.
   consume (the projectors' consumer settings: ``read_committed``, 1,000 records per poll) of
   messages as large as the mean ``mappa.offender-events.v1`` message;
 - both: those messages consumed and stored the least way a projector can (a row per key
-  and the positions, one transaction per poll), the projectors' anchor.
+  and the positions, one transaction per batch of ready polls), the projectors' anchor.
 """
 
 from __future__ import annotations
@@ -106,12 +106,14 @@ def kafka_anchors(bootstrap: str, topic: str, messages: int, value_bytes: int) -
 
 
 def consume_and_store_anchor(
-    url: str, schema: str, bootstrap: str, topic: str, messages: int
+    url: str, schema: str, bootstrap: str, topic: str, messages: int, batch_up_to: int
 ) -> float:
     """Messages per second read from ``topic`` (as ``kafka_anchors`` left it) and stored the
-    least way a projector can: for each poll, one transaction upserting a row per message
-    key (the message as the row) and each partition's next offset, as raw kafka-python and
-    psycopg do it, with no rules and no history. What every projector must do at least."""
+    least way a projector can: for each batch (a poll and the polls ready at once after it,
+    up to ``batch_up_to`` messages, as the projectors take them), one transaction upserting
+    a row per message key (the message as the row) and each partition's next offset, as raw
+    kafka-python and psycopg do it, with no rules and no history. What every projector must
+    do at least."""
     import psycopg
     from psycopg import sql
 
@@ -137,7 +139,7 @@ def consume_and_store_anchor(
             with conn.cursor() as cursor:
 
                 def store(polled: dict[Any, list[Any]]) -> None:
-                    # One row per key, the last message of the poll (as a projector's view
+                    # One row per key, the last message of the batch (as a projector's view
                     # holds one row per offender).
                     rows = {m.key: m.value for batch in polled.values() for m in batch}
                     with conn.transaction():
@@ -150,7 +152,7 @@ def consume_and_store_anchor(
                             ],
                         )
 
-                rate = consumed_per_second(consumer, topic, messages, store)
+                rate = consumed_per_second(consumer, topic, messages, store, batch_up_to)
         finally:
             consumer.close()
             for table in (view, positions):
@@ -159,10 +161,15 @@ def consume_and_store_anchor(
 
 
 def consumed_per_second(
-    consumer: Any, topic: str, messages: int, handle: Callable[[dict[Any, list[Any]]], None]
+    consumer: Any,
+    topic: str,
+    messages: int,
+    handle: Callable[[dict[Any, list[Any]]], None],
+    batch_up_to: int = 0,
 ) -> float:
     """Messages per second ``consumer`` reads of the 3-partition ``topic`` from its start,
-    ``handle`` given each poll, until ``messages`` have come (or five minutes)."""
+    ``handle`` given each batch, until ``messages`` have come (or five minutes). A batch is
+    one poll, with the polls ready at once after it up to ``batch_up_to`` messages."""
     from kafka import TopicPartition
 
     consumer.assign([TopicPartition(topic, p) for p in range(3)])
@@ -171,10 +178,18 @@ def consumed_per_second(
     received, started = 0, time.monotonic()
     deadline = started + 300
     while received < messages and time.monotonic() < deadline:
-        polled = consumer.poll(timeout_ms=500)
+        polled = {tp: list(batch) for tp, batch in consumer.poll(timeout_ms=500).items()}
+        count = sum(len(batch) for batch in polled.values())
+        while polled and count < batch_up_to:
+            more = consumer.poll(timeout_ms=0)
+            if not more:
+                break
+            for tp, batch in more.items():
+                polled.setdefault(tp, []).extend(batch)
+                count += len(batch)
         if polled:
             handle(polled)
-            received += sum(len(batch) for batch in polled.values())
+            received += count
     return received / (time.monotonic() - started)
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumers.projector import KafkaProjector
 from infra.kafka import PRODUCER_BATCH_BYTES
 
 _OPS: dict[str, tuple[Callable[[float, float], bool], str]] = {
@@ -222,9 +223,11 @@ def write_markdown(
         " batches) but with"
         " kafka-python's partitioner, consume as the projectors' consumer (`read_committed`,"
         " 1,000 records per poll). The projectors' anchor consumes those messages again and"
-        " stores them the least way a projector can, in one process: for each poll, one"
-        " transaction upserting a row per message key (1,000 keys, so about 630 rows a poll"
-        " of 1,000) and the partitions' offsets, through psycopg's `executemany`.",
+        " stores them the least way a projector can, in one process: for each batch (a poll"
+        f" and those ready at once after it, up to the projectors' {KafkaProjector.MAX_BATCH:,}"
+        " messages), one"
+        " transaction upserting a row per message key (of 1,000 keys) and the partitions'"
+        " offsets, through psycopg's `executemany`.",
         "",
         "## Figures",
         "",

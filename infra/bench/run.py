@@ -318,7 +318,7 @@ class Bench:
         f.define("anchor.kafka_consume", "kafka-python consume (anchor)", "msgs/s")
         f.define(
             "anchor.consume_store",
-            "kafka-python consume + psycopg upsert, a transaction per poll (anchor)",
+            "kafka-python consume + psycopg upsert, a transaction per batch (anchor)",
             "msgs/s",
         )
         f.define("anchor.peer", "eventsourcing ProjectionRunner (peer)", events_s)
@@ -800,6 +800,8 @@ class Bench:
     def anchors(self) -> None:
         from psycopg import sql
 
+        from consumers.projector import KafkaProjector
+
         tracker = self._tracker()
         with tracker.views.transaction() as tx:
             tx.execute(
@@ -823,7 +825,12 @@ class Bench:
         kafka = anchors.kafka_anchors(self.kafka, anchor_topic, rows, message_bytes)
         consume_store = retrying(
             lambda: anchors.consume_and_store_anchor(
-                self.database_url, self.name, self.kafka, anchor_topic, rows
+                self.database_url,
+                self.name,
+                self.kafka,
+                anchor_topic,
+                rows,
+                KafkaProjector.MAX_BATCH,
             ),
             "consume-and-store anchor",
         )
