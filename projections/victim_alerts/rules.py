@@ -127,13 +127,11 @@ class Alert:
 # Pure functions of immutable values, cached: a history is judged again whenever it grows,
 # so the same moments and ids are worked out again and again (a tenth of a projector's time).
 @functools.lru_cache(maxsize=65_536)
-@functools.lru_cache(maxsize=65_536)
 def alert_id_for(event_id: str, victim_ref: str) -> str:
     """The stable id of the alert to ``victim_ref`` about ``event_id``."""
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}"))
 
 
-@functools.lru_cache(maxsize=65_536)
 @functools.lru_cache(maxsize=65_536)
 def coordinator_alert_id_for(event_id: str, area: str) -> str:
     """The stable id of the late-release-notice alert about ``event_id`` to ``area``."""
