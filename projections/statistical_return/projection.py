@@ -96,10 +96,7 @@ def _changed(history: OffenderHistory) -> list[OffenderTimeline | None]:
     kept = memo.get(_BUILT_FROM) == history.known_before
     if kept and leaves_timeline_as_it_was(memo.get(_TIMELINE), added):
         memo[_BUILT_FROM] = len(history.documents)
-        fold = memo.get(_FOLD)
-        if fold is not None:  # the facts join no state: the fold holds them as read
-            fold.arrivals = len(history.documents)
-            fold.event_ids.update(str(d.get("eventId")) for d in added)
+        memo[_FOLD].passed_over(added)
         return []
     fold = memo.get(_FOLD) if kept else None
     if fold is None or not fold.extended(added):

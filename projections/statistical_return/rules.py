@@ -396,6 +396,13 @@ class TimelineFold:
         self.arrivals += len(added)
         return True
 
+    def passed_over(self, added: Sequence[Mapping[str, Any]]) -> None:
+        """Count in ``added``, documents that arrived next and that
+        :func:`leaves_timeline_as_it_was` says change nothing: they number the arrivals
+        after them, and a repeat of one of them is not a new fact."""
+        self.arrivals += len(added)
+        self.event_ids.update(str(document.get("eventId")) for document in added)
+
     def _new_facts(self, documents: Sequence[Mapping[str, Any]]) -> list[_Fact] | None:
         """These documents' facts, placed (retracted, retractions and repeated eventIds left
         out; sorted by instant, arrival breaking ties); None if, after facts already folded,
