@@ -1209,7 +1209,8 @@ def limits(bench: Bench) -> dict[str, str]:
         return ""
 
     def beside_least_projector(key: str) -> str:
-        figure, anchor = figures.items[key], figures.items.get("anchor.consume_store")
+        figure = figures.items[key]
+        anchor = figures.items.get(figure.anchor or "")  # the consume-and-store anchor
         if anchor is None or anchor.value is None or figure.value is None:
             return ""
         return (
