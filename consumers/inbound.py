@@ -9,7 +9,8 @@ Numbered steps, for each poll (the messages of every partition it returned, toge
    reason in headers, and wait until the broker has them;
 4. store the new events, the eventId index rows and each partition's position
    (``<topic>-<partition>`` -> next offset) in ONE transaction;
-5. commit the offsets to Kafka (a hint for lag; the database is the truth).
+5. commit the offsets to Kafka (a hint for lag; the database is the truth), again when
+   idle until the broker confirms them (see ``consumers.offsets``).
 
 A crash before 4 repeats the batch (a dead letter may be sent twice; no event is stored
 twice). A crash between 4 and 5 is harmless: on assignment the consumer seeks to the
@@ -30,7 +31,7 @@ from kafka import TopicPartition
 
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
-from consumers.projector import SeekToStoredPositions, commit_hints, upstream_of
+from consumers.offsets import OffsetHints, SeekToStoredPositions, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
 
@@ -57,10 +58,11 @@ class InboundConsumer:
 
     def run(self, shutdown: Shutdown) -> None:
         records = self.service.records
+        hints = OffsetHints(self.consumer)
         self.consumer.subscribe(
             [self.topic],
             listener=SeekToStoredPositions(
-                self.consumer, lambda partition: records.position(upstream_of(partition))
+                self.consumer, lambda partition: records.position(upstream_of(partition)), hints
             ),
         )
         log.info("ingest started", topic=self.topic)
@@ -71,7 +73,9 @@ class InboundConsumer:
                 )
                 if polled:
                     with_retries(partial(self.ingest_polled, polled), shutdown, "ingest")
-                    commit_hints(self.consumer, polled)
+                    hints.stored(polled)
+                else:
+                    hints.idle()
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:

@@ -11,14 +11,15 @@ the database, which are the truth: an offset committed to Kafka but not to the d
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import structlog
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from consumers.offsets import OffsetHints, SeekToStoredPositions, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import DecodedMessage, decode_message
 from projections.base import Delivery, ProjectionWriter
@@ -29,54 +30,6 @@ log = structlog.get_logger(__name__)
 def delivery_of(position: int, decoded: DecodedMessage) -> Delivery:
     """A decoded message as delivered to a projection (a fact as its document alone)."""
     return Delivery(position, decoded.event, decoded.document, decoded.offender_id, decoded.version)
-
-
-def upstream_of(partition: TopicPartition) -> str:
-    return f"{partition.topic}-{partition.partition}"
-
-
-def commit_hints(consumer: Any, polled: Mapping[TopicPartition, Sequence[Any]]) -> None:
-    """Commit the offsets of a poll's messages to Kafka, after the database commit.
-
-    They are only hints (for lag, and for a consumer without stored positions), so the
-    commit is asynchronous: waiting for the broker's answer cost each poll a round trip.
-    A broker that is away is no reason to stop: the next commit carries later offsets.
-    """
-    offsets = {
-        partition: OffsetAndMetadata(messages[-1].offset + 1, "", -1)
-        for partition, messages in polled.items()
-        if messages
-    }
-    if not offsets:
-        return
-
-    def answered(_offsets: Any, response: Any) -> None:
-        if isinstance(response, Exception):
-            log.warning("offset commit failed", error=repr(response))
-
-    try:
-        consumer.commit_async(offsets, callback=answered)
-    except KafkaError as error:
-        log.warning("offset commit failed", error=repr(error))
-
-
-class SeekToStoredPositions(ConsumerRebalanceListener):
-    """On every assignment, seek each partition to the position stored in the database
-    (``stored``), the truth of what was consumed; Kafka's committed offset is a hint."""
-
-    def __init__(self, consumer: Any, stored: Callable[[TopicPartition], int]) -> None:
-        self.consumer = consumer
-        self.stored = stored
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        log.info("partitions revoked", partitions=sorted(upstream_of(tp) for tp in revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        for partition in assigned:
-            position = self.stored(partition)
-            if position:
-                self.consumer.seek(partition, position)
-        log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
 
 
 class KafkaProjector:
@@ -98,10 +51,11 @@ class KafkaProjector:
         self.topic = topic
 
     def run(self, shutdown: Shutdown) -> None:
+        hints = OffsetHints(self.consumer)
         self.consumer.subscribe(
             [self.topic],
             listener=SeekToStoredPositions(
-                self.consumer, lambda tp: self.writer.position(upstream_of(tp))
+                self.consumer, lambda tp: self.writer.position(upstream_of(tp)), hints
             ),
         )
         name = self.writer.projection.name
@@ -114,7 +68,9 @@ class KafkaProjector:
                 if polled:
                     polled = self._with_what_is_ready(polled)
                     with_retries(partial(self._project, polled), shutdown, f"project {name}")
-                    commit_hints(self.consumer, polled)
+                    hints.stored(polled)
+                else:
+                    hints.idle()
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:

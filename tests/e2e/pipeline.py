@@ -128,17 +128,41 @@ class Pipeline:
     def settled(self, projections: tuple[str, ...] = PROJECTIONS, relays: int = 1) -> bool:
         """Everything sent has been ingested, relayed (by ``relays`` processes) and
         projected by ``projections``."""
+        return self.behind(projections, relays) is None
+
+    def behind(self, projections: tuple[str, ...] = PROJECTIONS, relays: int = 1) -> str | None:
+        """The first stage that has not caught up with what was sent, or None."""
         self.assert_running()
         names = topics(self.settings)
-        if self.lag("ingest", names.inbound):
-            return False
+        if lag := self.lag("ingest", names.inbound):
+            return f"ingest: {lag} inbound messages behind (committed offsets)"
         tracker = self.tracker()
         try:
             if not relayed_everything(tracker.records, tracker.views, relays):
-                return False
+                return f"relay ({relays} processes): stored events not yet published"
         finally:
             tracker.close()
-        return all(self.lag(f"projector-{p}", names.offender_events) == 0 for p in projections)
+        for projection in projections:
+            if lag := self.lag(f"projector-{projection}", names.offender_events):
+                return f"projector {projection}: {lag} messages behind (committed offsets)"
+        return None
+
+    def wait_until_settled(
+        self,
+        timeout: float,
+        what: str = "the pipeline to settle",
+        projections: tuple[str, ...] = PROJECTIONS,
+        relays: int = 1,
+    ) -> None:
+        """Wait until :meth:`settled`; if it never is, say which stage is behind, with the
+        end of every process's log."""
+        try:
+            wait_until(lambda: self.settled(projections, relays), timeout, what)
+        except AssertionError as timed_out:
+            logs = "\n".join(f"--- {label}:\n{self.log(label, 1500)}" for label in self.processes)
+            raise AssertionError(
+                f"{timed_out}; still behind: {self.behind(projections, relays)}\n{logs}"
+            ) from None
 
     def lag(self, process: str, topic: str) -> int:
         names = topics(self.settings)

@@ -48,11 +48,6 @@ class Run:
     notice_id: str  # the crafted offender's retracted release notice
 
 
-def alerts_settled(pipeline: Pipeline) -> bool:
-    """Everything sent is ingested, relayed and projected into alerts."""
-    return pipeline.settled(("victim-alerts",))
-
-
 def alert_rows(pipeline: Pipeline) -> list[Row]:
     tracker = pipeline.tracker()
     try:
@@ -115,7 +110,7 @@ def _run(pipeline: Pipeline, workdir: Path) -> Run:
     assert pipeline.mappa("produce", str(write(workdir / "second.jsonl", second))).returncode == 0
     pipeline.start("project", "victim-alerts", label="project victim-alerts")
     pipeline.start("relay")
-    wait_until(lambda: alerts_settled(pipeline), 120, "the pipeline to settle")
+    pipeline.wait_until_settled(120, "the pipeline to settle", ("victim-alerts",))
     tracker = pipeline.tracker()
     try:
         documents, on_record = stored_documents(tracker), alerts_on_record(tracker)
@@ -125,7 +120,7 @@ def _run(pipeline: Pipeline, workdir: Path) -> Run:
 
     everything = write(workdir / "everything.jsonl", [*first, *second])
     assert pipeline.mappa("produce", str(everything)).returncode == 0
-    wait_until(lambda: alerts_settled(pipeline), 120, "the resent events to be consumed")
+    pipeline.wait_until_settled(120, "the resent events to be consumed", ("victim-alerts",))
     resent = alert_rows(pipeline)
 
     rebuild = pipeline.mappa("rebuild", "victim-alerts", "--quiet")

@@ -21,6 +21,7 @@ from tests.e2e.pipeline import (
     PROJECTIONS,
     Pipeline,
     consume_all,
+    kafka_bootstrap,
     send_with_kcat,
     wait_until,
 )
@@ -98,10 +99,6 @@ def _without_recorded_at(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "recordedAt"}
 
 
-def settled(pipeline: Pipeline) -> bool:
-    return pipeline.settled()
-
-
 def published_alerts(pipeline: Pipeline) -> list[str]:
     messages = consume_all(pipeline, topics(pipeline.settings).victim_alerts)
     return [json.loads(m.value)["alert_id"] for m in messages]
@@ -124,7 +121,7 @@ def assert_settles_on_the_views(
     relays: int = 1,
 ) -> None:
     """Once everything sent is consumed, the views and alerts are ``expected``'s."""
-    wait_until(lambda: pipeline.settled(relays=relays), 300, what)
+    pipeline.wait_until_settled(300, what, relays=relays)
     tracker = pipeline.tracker()
     try:
         assert_same_views(comparable_views(tracker), expected)
@@ -201,7 +198,7 @@ def test_sending_the_same_events_twice_changes_nothing_anywhere(
     write_history(history, offenders=120, seed=5)
     pipeline.start_all()
     assert pipeline.mappa("produce", str(history)).returncode == 0
-    wait_until(lambda: settled(pipeline), 180, "the pipeline to settle")
+    pipeline.wait_until_settled(180, "the pipeline to settle")
     tracker = pipeline.tracker()
     try:
         stored, views = tracker.max_notification_id(), comparable_views(tracker)
@@ -210,7 +207,7 @@ def test_sending_the_same_events_twice_changes_nothing_anywhere(
     published = published_alerts(pipeline)
 
     assert pipeline.mappa("produce", str(history)).returncode == 0
-    wait_until(lambda: settled(pipeline), 180, "the resent events to be consumed")
+    pipeline.wait_until_settled(180, "the resent events to be consumed")
     tracker = pipeline.tracker()
     try:
         assert tracker.max_notification_id() == stored
@@ -234,7 +231,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_with_reasons_and_later_ones_ar
 
     pipeline.start_all()
     assert pipeline.mappa("produce", str(history)).returncode == 0
-    wait_until(lambda: settled(pipeline), 120, "the pipeline to settle")
+    pipeline.wait_until_settled(120, "the pipeline to settle")
 
     dead = consume_all(pipeline, topics(pipeline.settings).inbound_dead_letters)
     reasons = {m.value.decode(): dict(m.headers)["mappa.error"].decode() for m in dead}
@@ -327,3 +324,46 @@ def test_ingest_relay_and_projectors_run_as_several_processes_give_the_same_view
         assert last_two[0].isdisjoint(last_two[1]), label
         assert last_two[0] | last_two[1] == {f"{topic}-{p}" for p in range(6)}, label
     pipeline.stop_all()  # SIGTERM: every command stops its processes, each cleanly
+
+
+def rewind_group(pipeline: Pipeline, process: str, topic: str) -> None:
+    """Set the committed offsets of a stopped process's group back to 0, as a commit the
+    broker refused (the group was rebalancing) leaves them behind the stored positions."""
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap(),
+        group_id=topics(pipeline.settings).group(process),
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in partitions})
+    finally:
+        consumer.close()
+
+
+def test_committed_offsets_left_behind_the_stored_positions_come_true_on_assignment(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The group's committed offsets are what ``mappa status`` and operators read as lag;
+    the stored positions are the truth. A process given a partition makes its committed
+    offset true even when nothing more arrives on it, and consumes nothing twice."""
+    history = tmp_path / "history.jsonl"
+    write_history(history, offenders=60, seed=5)
+    expected = embedded_views(tmp_path, history)
+    pipeline.start_all()
+    assert pipeline.mappa("produce", str(history)).returncode == 0
+    assert_settles_on_the_views(pipeline, expected)
+    pipeline.stop_all()
+
+    names = topics(pipeline.settings)
+    rewind_group(pipeline, "ingest", names.inbound)
+    rewind_group(pipeline, "projector-caseload", names.offender_events)
+    assert pipeline.lag("ingest", names.inbound) > 0
+    assert pipeline.lag("projector-caseload", names.offender_events) > 0
+
+    pipeline.start_all()
+    pipeline.wait_until_settled(120, "the rewound groups' offsets to come true")
+    assert_settles_on_the_views(pipeline, expected)
