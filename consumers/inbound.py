@@ -10,7 +10,8 @@ Numbered steps, for each poll (the messages of every partition it returned, toge
 4. store the new events, the eventId index rows and each partition's position
    (``<topic>-<partition>`` -> next offset) in ONE transaction;
 5. commit the offsets to Kafka (a hint for lag; the database is the truth), again when
-   idle until the broker confirms them (see ``consumers.offsets``).
+   idle until the broker confirms them; when idle, look for partitions left unfetched
+   (see ``consumers.offsets``).
 
 A crash before 4 repeats the batch (a dead letter may be sent twice; no event is stored
 twice). A crash between 4 and 5 is harmless: on assignment the consumer seeks to the
@@ -31,7 +32,7 @@ from kafka import TopicPartition
 
 from consumers.ingest import IngestService, Result, Verdict
 from consumers.interchange import InvalidDocument, parse_document
-from consumers.offsets import OffsetHints, SeekToStoredPositions, upstream_of
+from consumers.offsets import GroupMembership, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from domain.offender import ReportedFact
 
@@ -58,13 +59,10 @@ class InboundConsumer:
 
     def run(self, shutdown: Shutdown) -> None:
         records = self.service.records
-        hints = OffsetHints(self.consumer)
-        self.consumer.subscribe(
-            [self.topic],
-            listener=SeekToStoredPositions(
-                self.consumer, lambda partition: records.position(upstream_of(partition)), hints
-            ),
+        membership = GroupMembership(
+            self.consumer, self.topic, lambda partition: records.position(upstream_of(partition))
         )
+        membership.join()
         log.info("ingest started", topic=self.topic)
         try:
             while not shutdown.requested:
@@ -73,9 +71,9 @@ class InboundConsumer:
                 )
                 if polled:
                     with_retries(partial(self.ingest_polled, polled), shutdown, "ingest")
-                    hints.stored(polled)
+                    membership.stored(polled)
                 else:
-                    hints.idle()
+                    membership.idle()
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:

@@ -13,6 +13,10 @@ that is not there, for ever. So :class:`OffsetHints` keeps every offset it has n
 confirmed, and commits it again when the consumer is idle; and on every assignment it
 queues the stored position of each partition it was given, so that whichever process gets
 a partition makes its committed offset true, even one another process failed to commit.
+
+:class:`StallWatch` looks, while the consumer is idle, for a partition whose messages wait
+but are never fetched, and gets it moving again; :class:`GroupMembership` puts the three
+together for the ingest and projector loops.
 """
 
 from __future__ import annotations
@@ -116,3 +120,120 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
                 self.consumer.seek(partition, position)
         self.hints.assigned(positions)
         log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
+
+
+class StallWatch:
+    """Notices a partition this consumer holds whose messages wait but are never fetched,
+    and gets it moving again.
+
+    kafka-python 3.0 keeps a state machine per assigned partition (paused, awaiting a reset
+    or a validation, pending revocation), and some of its releases left a partition that
+    way after a rebalance, never fetched again until the next one (its issues #3106 and
+    #3131). Nothing else would notice: the process is alive, the other partitions flow,
+    and an offender's events would wait for ever. So, when polls return nothing, every
+    ``CHECK_SECONDS`` the watch compares each assigned partition's position with its end:
+    one behind, not moved since the last check and given nothing in between is stalled. It
+    is sought to where it stands and resumed (which gives it a fresh fetch state); one
+    still stalled at the next check makes the consumer leave the group and join it again
+    (``rejoin``), which gives every partition new state. Each step is logged as a warning.
+    """
+
+    CHECK_SECONDS = 10.0
+    POSITION_TIMEOUT_MS = 2000
+
+    def __init__(
+        self,
+        consumer: Any,
+        rejoin: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consumer = consumer
+        self.rejoin = rejoin
+        self.clock = clock
+        self._last_check = clock()
+        # Partitions behind their end at the last check, with their position then.
+        self._behind: dict[TopicPartition, int] = {}
+        self._nudged: set[TopicPartition] = set()
+
+    def delivered(self, partitions: Iterable[TopicPartition]) -> None:
+        """A poll gave messages of these partitions: they are moving."""
+        for partition in partitions:
+            self._behind.pop(partition, None)
+            self._nudged.discard(partition)
+
+    def idle(self) -> None:
+        """A poll returned nothing: check the assigned partitions, if it is time."""
+        now = self.clock()
+        if now - self._last_check < self.CHECK_SECONDS:
+            return
+        self._last_check = now
+        try:
+            behind = self._behind_their_end()
+        except KafkaError as error:  # the broker away: the next check looks again
+            log.info("stall check skipped", error=repr(error))
+            return
+        stalled = sorted(p for p, position in behind.items() if self._behind.get(p) == position)
+        self._behind = behind
+        if not stalled:
+            self._nudged.clear()
+            return
+        if any(partition in self._nudged for partition in stalled):
+            log.warning(
+                "partitions still stalled: leaving the group and joining it again",
+                partitions=[upstream_of(p) for p in stalled],
+            )
+            self._behind.clear()
+            self._nudged.clear()
+            self.rejoin()
+            return
+        log.warning(
+            "partitions stalled: messages wait but none are fetched; seeking them again",
+            partitions=[f"{upstream_of(p)}@{behind[p]}" for p in stalled],
+        )
+        for partition in stalled:
+            self.consumer.seek(partition, behind[partition])
+        self.consumer.resume(*stalled)
+        self._nudged.update(stalled)
+
+    def _behind_their_end(self) -> dict[TopicPartition, int]:
+        assigned = sorted(self.consumer.assignment())
+        if not assigned:
+            return {}
+        ends = self.consumer.end_offsets(assigned)
+        behind: dict[TopicPartition, int] = {}
+        for partition in assigned:
+            position = self.consumer.position(partition, timeout_ms=self.POSITION_TIMEOUT_MS)
+            if position is not None and position < int(ends.get(partition, 0)):
+                behind[partition] = position
+        return behind
+
+
+class GroupMembership:
+    """A consumer's part in its group, for a consumer whose positions are stored in the
+    database: subscribed with :class:`SeekToStoredPositions`, its offsets committed as
+    :class:`OffsetHints`, its partitions watched for stalls (:class:`StallWatch`)."""
+
+    def __init__(self, consumer: Any, topic: str, stored: Callable[[TopicPartition], int]) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.hints = OffsetHints(consumer)
+        self.watch = StallWatch(consumer, self.rejoin)
+        self._listener = SeekToStoredPositions(consumer, stored, self.hints)
+
+    def join(self) -> None:
+        self.consumer.subscribe([self.topic], listener=self._listener)
+
+    def rejoin(self) -> None:
+        self.hints.revoked(self.consumer.assignment())
+        self.consumer.unsubscribe()
+        self.join()
+
+    def stored(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """A polled batch is stored in the database."""
+        self.watch.delivered(polled)
+        self.hints.stored(polled)
+
+    def idle(self) -> None:
+        """A poll returned nothing."""
+        self.hints.idle()
+        self.watch.idle()

@@ -6,6 +6,8 @@ catching up), the writer stores the view and the position
 committed only after that. On every (re)assignment the consumer seeks to the positions in
 the database, which are the truth: an offset committed to Kafka but not to the database
 (or the reverse) can neither lose nor repeat anything. Two instances share the partitions.
+While idle, the consumer commits again what the broker did not confirm and looks for
+partitions left unfetched (``consumers.offsets``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import structlog
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from consumers.offsets import OffsetHints, SeekToStoredPositions, upstream_of
+from consumers.offsets import GroupMembership, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
 from consumers.wire import DecodedMessage, decode_message
 from projections.base import Delivery, ProjectionWriter
@@ -51,13 +53,10 @@ class KafkaProjector:
         self.topic = topic
 
     def run(self, shutdown: Shutdown) -> None:
-        hints = OffsetHints(self.consumer)
-        self.consumer.subscribe(
-            [self.topic],
-            listener=SeekToStoredPositions(
-                self.consumer, lambda tp: self.writer.position(upstream_of(tp)), hints
-            ),
+        membership = GroupMembership(
+            self.consumer, self.topic, lambda tp: self.writer.position(upstream_of(tp))
         )
+        membership.join()
         name = self.writer.projection.name
         log.info("projector started", projection=name, topic=self.topic)
         try:
@@ -68,9 +67,9 @@ class KafkaProjector:
                 if polled:
                     polled = self._with_what_is_ready(polled)
                     with_retries(partial(self._project, polled), shutdown, f"project {name}")
-                    hints.stored(polled)
+                    membership.stored(polled)
                 else:
-                    hints.idle()
+                    membership.idle()
         except Stopped:
             pass  # the batch was not stored: it will be delivered again
         finally:
