@@ -46,6 +46,7 @@ class OffsetHints:
     """
 
     RETRY_SECONDS = 1.0
+    LOG_EVERY = 60  # failures in a row
 
     def __init__(self, consumer: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
@@ -53,6 +54,7 @@ class OffsetHints:
         # partition -> the next offset to commit, not yet confirmed by the broker
         self.unconfirmed: dict[TopicPartition, int] = {}
         self._last_sent = float("-inf")
+        self._failures = 0
 
     def stored(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """A batch's messages are stored: commit the offsets after them."""
@@ -85,8 +87,9 @@ class OffsetHints:
 
         def answered(_offsets: Any, response: Any) -> None:
             if isinstance(response, Exception):
-                log.warning("offset commit failed; it will be sent again", error=repr(response))
+                self._failed(response)
                 return
+            self._failures = 0
             for partition, committed in offsets.items():
                 # A later batch may have moved the partition on since this commit was sent.
                 if self.unconfirmed.get(partition) == committed.offset:
@@ -95,7 +98,18 @@ class OffsetHints:
         try:
             self.consumer.commit_async(offsets, callback=answered)
         except KafkaError as error:
-            log.warning("offset commit failed; it will be sent again", error=repr(error))
+            self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        # With the broker away this happens every second: the first of a run of failures
+        # and every 60th after it are enough to read in the log.
+        self._failures += 1
+        if self._failures % self.LOG_EVERY == 1:
+            log.warning(
+                "offset commit failed; it will be sent again",
+                error=repr(error),
+                failures_in_a_row=self._failures,
+            )
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError
 
@@ -148,3 +149,19 @@ def test_partitions_revoked_from_a_consumer_are_not_committed_by_it_again() -> N
     clock.now += OffsetHints.RETRY_SECONDS
     hints.idle()
     assert consumer.sent[-1] == {SECOND: 7}
+
+
+def test_a_run_of_refused_commits_is_logged_once_then_every_sixtieth_time() -> None:
+    consumer = RecordingConsumer()
+    hints, clock = hints_for(consumer)
+    hints.stored(polled(first=1))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2 * OffsetHints.LOG_EVERY):
+            consumer.answer(KafkaConnectionError("broker away"))
+            clock.now += OffsetHints.RETRY_SECONDS
+            hints.idle()
+        consumer.answer()
+        hints.stored(polled(first=2))
+        consumer.answer(KafkaConnectionError("broker away again"))
+    runs = [entry["failures_in_a_row"] for entry in logs]
+    assert runs == [1, OffsetHints.LOG_EVERY + 1, 1]
