@@ -198,3 +198,28 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
     finally:
         probe.close()
         admin.close()
+
+
+def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Delete those of these topics that exist."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
+    try:
+        existing = set(admin.list_topics())
+        doomed = [name for name in names if name in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+    finally:
+        admin.close()
+
+
+def topics_named_from(bootstrap: str, prefix: str) -> list[str]:
+    """The broker's topics whose names begin with ``prefix``."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
+    try:
+        return sorted(name for name in admin.list_topics() if name.startswith(prefix))
+    finally:
+        admin.close()

@@ -191,16 +191,3 @@ def consumed_per_second(
             handle(polled)
             received += count
     return received / (time.monotonic() - started)
-
-
-def delete_topics(bootstrap: str, names: list[str]) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-bench")
-    try:
-        existing = set(admin.list_topics())
-        doomed = [name for name in names if name in existing]
-        if doomed:
-            admin.delete_topics(doomed)
-    finally:
-        admin.close()

@@ -40,7 +40,7 @@ import structlog
 from infra.bench import anchors, history, peer, report, system
 from infra.bench.report import Figures, Target
 from infra.bootstrap import Tracker, bootstrap
-from infra.kafka import Topics, ensure_topics
+from infra.kafka import Topics, delete_topics, ensure_topics
 from infra.logs import configure_logging
 from infra.process import tune_garbage_collection
 from infra.rebuild import default_jobs, rebuild_projections
@@ -902,7 +902,7 @@ class Bench:
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.name))
                 )
             names = [*self.topics.partitions(), f"{self.name}.bench.anchor"]
-            anchors.delete_topics(self.kafka, names)
+            delete_topics(self.kafka, names)
         except Exception as error:  # cleaning up must not hide the figures
             log.warning("cleanup failed", error=repr(error))
 

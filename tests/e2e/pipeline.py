@@ -21,7 +21,7 @@ from typing import Any
 
 from consumers.relay import relayed_everything
 from infra.bootstrap import Tracker, bootstrap, topics
-from infra.kafka import group_lag
+from infra.kafka import delete_topics, group_lag, topics_named_from
 from infra.settings import Settings
 from tests.conftest import database_url_for_tests
 
@@ -121,6 +121,11 @@ class Pipeline:
         return subprocess.run(
             [MAPPA, *args], env=self.environment(), input=stdin, capture_output=True, check=False
         )
+
+    def delete_topics(self) -> None:
+        """Delete every topic of this pipeline (its prefix), so that runs of the suite do
+        not leave the broker hundreds of topics."""
+        delete_topics(kafka_bootstrap(), topics_named_from(kafka_bootstrap(), f"{self.name}."))
 
     def tracker(self) -> Tracker:
         return bootstrap(self.settings)

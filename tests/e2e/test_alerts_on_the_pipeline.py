@@ -79,8 +79,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         yield _run(pipeline, workdir)
     finally:
-        pipeline.stop_all()
-        _drop_schema(pipeline.name)
+        try:
+            pipeline.stop_all()
+        finally:
+            _drop_schema(pipeline.name)
+            pipeline.delete_topics()
 
 
 def _run(pipeline: Pipeline, workdir: Path) -> Run:

@@ -94,3 +94,21 @@ def test_starting_the_broker_again_while_it_runs_returns_at_once() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert elapsed < 10, f"scripts/kafka start took {elapsed:.1f}s while the broker was up"
     assert _script("status", timeout=60).returncode == 0
+
+
+def test_topics_named_from_a_prefix_are_listed_and_deleted() -> None:
+    from infra.kafka import delete_topics, topics_named_from
+
+    prefix = f"test-prefix-{uuid.uuid4().hex[:8]}."
+    names = [f"{prefix}a", f"{prefix}b"]
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="test-broker-script")
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=1, replication_factor=1) for n in names])
+    finally:
+        admin.close()
+    assert topics_named_from(BOOTSTRAP, prefix) == names
+    delete_topics(BOOTSTRAP, [*names, f"{prefix}never-made"])
+    deadline = time.monotonic() + 30
+    while topics_named_from(BOOTSTRAP, prefix) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert topics_named_from(BOOTSTRAP, prefix) == []

@@ -36,8 +36,11 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     try:
         yield running
     finally:
-        running.stop_all()
-        _drop_schema(running.name)
+        try:
+            running.stop_all()
+        finally:
+            _drop_schema(running.name)
+            running.delete_topics()
 
 
 def write_history(path: Path, offenders: int, seed: int) -> list[str]:
