@@ -34,6 +34,28 @@ def delivery_of(position: int, decoded: DecodedMessage) -> Delivery:
     return Delivery(position, decoded.event, decoded.document, decoded.offender_id, decoded.version)
 
 
+def with_polls_ready_at_once(
+    consumer: Any, polled: Mapping[TopicPartition, Sequence[Any]], up_to: int
+) -> dict[TopicPartition, list[Any]]:
+    """``polled`` and the messages of the polls that follow it at once (never waiting), up
+    to ``up_to`` messages in all, each partition's in offset order. A poll that fails ends
+    the batch: the next poll waits it out, and what was polled goes first."""
+    batch = {partition: list(messages) for partition, messages in polled.items()}
+    count = sum(map(len, batch.values()))
+    while count < up_to:
+        try:
+            more = consumer.poll(timeout_ms=0)
+        except KafkaError as error:
+            log.warning("poll failed", error=repr(error))
+            break
+        if not more:
+            break
+        for partition, messages in more.items():
+            batch.setdefault(partition, []).extend(messages)
+            count += len(messages)
+    return batch
+
+
 class KafkaProjector:
     # A batch slower to store than this per 1,000 messages is logged (a stall an alert's
     # latency would show).
@@ -79,8 +101,7 @@ class KafkaProjector:
     def _with_what_is_ready(
         self, polled: Mapping[TopicPartition, Sequence[Any]]
     ) -> dict[TopicPartition, list[Any]]:
-        """This poll's messages and those of the polls that follow at once, up to
-        ``MAX_BATCH``, each partition's in offset order.
+        """This poll's messages and those of the polls ready at once, up to ``MAX_BATCH``.
 
         A consumer catching up gets 1,000 messages a poll, and with many offenders nearly
         every message is its offender's only one in the batch: each then costs a fold of
@@ -89,20 +110,7 @@ class KafkaProjector:
         process, the same messages). A consumer keeping up gets what has arrived, as before:
         the poll that follows returns nothing, without waiting.
         """
-        batch = {partition: list(messages) for partition, messages in polled.items()}
-        count = sum(map(len, batch.values()))
-        while count < self.MAX_BATCH:
-            try:
-                more = self.consumer.poll(timeout_ms=0)
-            except KafkaError as error:  # the next poll waits it out; this batch goes first
-                log.warning("poll failed", error=repr(error))
-                break
-            if not more:
-                break
-            for partition, messages in more.items():
-                batch.setdefault(partition, []).extend(messages)
-                count += len(messages)
-        return batch
+        return with_polls_ready_at_once(self.consumer, polled, self.MAX_BATCH)
 
     def _project(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Every partition of one batch (a poll and those ready after it) in one

@@ -172,22 +172,17 @@ def consumed_per_second(
     one poll, with the polls ready at once after it up to ``batch_up_to`` messages."""
     from kafka import TopicPartition
 
+    from consumers.projector import with_polls_ready_at_once
+
     consumer.assign([TopicPartition(topic, p) for p in range(3)])
     consumer.seek_to_beginning()
     consumer.poll(timeout_ms=0)  # connect and fetch metadata before the clock starts
     received, started = 0, time.monotonic()
     deadline = started + 300
     while received < messages and time.monotonic() < deadline:
-        polled = {tp: list(batch) for tp, batch in consumer.poll(timeout_ms=500).items()}
-        count = sum(len(batch) for batch in polled.values())
-        while polled and count < batch_up_to:
-            more = consumer.poll(timeout_ms=0)
-            if not more:
-                break
-            for tp, batch in more.items():
-                polled.setdefault(tp, []).extend(batch)
-                count += len(batch)
+        polled = consumer.poll(timeout_ms=500)
         if polled:
-            handle(polled)
-            received += count
+            batch = with_polls_ready_at_once(consumer, polled, batch_up_to)
+            handle(batch)
+            received += sum(map(len, batch.values()))
     return received / (time.monotonic() - started)
