@@ -70,9 +70,7 @@ class OffsetHints:
 
     def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
         """The group gave this consumer these partitions, stored at these positions."""
-        for partition, position in positions.items():
-            if position:
-                self.unconfirmed[partition] = position
+        self.unconfirmed.update(positions)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         """These partitions went to another consumer, which makes their offsets true."""
@@ -128,10 +126,11 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
         log.info("partitions revoked", partitions=sorted(upstream_of(tp) for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        positions = {partition: self.stored(partition) for partition in assigned}
+        # A partition with nothing stored (0) keeps Kafka's committed offset.
+        stored = {partition: self.stored(partition) for partition in assigned}
+        positions = {partition: position for partition, position in stored.items() if position}
         for partition, position in positions.items():
-            if position:
-                self.consumer.seek(partition, position)
+            self.consumer.seek(partition, position)
         self.hints.assigned(positions)
         log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
 
