@@ -263,11 +263,16 @@ class RaisedAlert:
 
 
 def alerts_for(tx: Transaction, recipient: str, include_done: bool = False) -> list[RaisedAlert]:
-    """The alerts addressed to ``recipient`` (a VLO, or ``coordinator:AREA``), oldest first."""
+    """The alerts addressed to ``recipient`` (a VLO, or ``coordinator:AREA``), oldest first.
+
+    Alerts raised in one batch share ``raised_at``, and a correction copies the times of the
+    alert it corrects: the sequence, given in the order they were raised, settles those ties,
+    so that a correction never comes before the alert it corrects.
+    """
     done_filter = "" if include_done else " AND done_at IS NULL"
     tx.execute(
         f"SELECT {', '.join(_ALERT_FIELDS)}, raised_at, done_by, done_at FROM victim_alerts "
-        f"WHERE recipient = %s{done_filter} ORDER BY raised_at, recorded_at, occurred_at, alert_id",
+        f"WHERE recipient = %s{done_filter} ORDER BY raised_at, recorded_at, occurred_at, sequence",
         (recipient,),
     )
     n = len(_ALERT_FIELDS)

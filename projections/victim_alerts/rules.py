@@ -12,7 +12,9 @@ moment the tracker knew of the event (some ``recordedAt``), the facts it knew th
 alert due. A ``victim.withdrawn`` or ``mappa.level-changed`` that happened earlier but
 reaches the tracker after the alert was raised therefore does not un-raise it (the VLO was
 told, and nothing told was recorded in error), and rebuilding the projection from zero
-raises the alerts it raised live (``recordedAt`` grows with arrival). Only a retraction
+raises the alerts it raised live (``recordedAt`` grows with arrival). The facts of one
+submission share their ``recordedAt`` (ingest records a batch at one moment), so they are
+known together, whatever the order of their lines. Only a retraction
 makes an event "as if it had not happened" at every moment (interchange-v1.md), so a raised
 alert stops being derivable only when a fact it rests on is retracted, and that is when
 :func:`plan_alerts` corrects it.

@@ -41,6 +41,7 @@ from infra.cli import main
 from infra.generator import generate_history
 from projections.base import Delivery
 from projections.ports import Transaction
+from projections.victim_alerts.projection import alerts_for
 from tests.builders import History
 from tests.conftest import TrackerFactory
 
@@ -123,15 +124,27 @@ def expected_alerts(
     raised: set[Expected] = set()
     still_due: set[Expected] = set()
     for docs in by_offender.values():
+        # In arrival order: by recordedAt, and in store order within one submission.
         docs.sort(key=lambda d: datetime.fromisoformat(d["recordedAt"]))
         in_the_end = retracted_by(docs)
-        moments = sorted({d["recordedAt"] for d in docs}, key=datetime.fromisoformat)
-        for moment in moments:
-            arrived = datetime.fromisoformat(moment)
-            known = [d for d in docs if datetime.fromisoformat(d["recordedAt"]) <= arrived]
+        for known in _what_was_known(docs):
             raised |= due_alerts(known, retracted_by(known))
             still_due |= due_alerts(known, in_the_end)
     return raised, raised - still_due
+
+
+def _what_was_known(docs: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any]]]:
+    """What the tracker knew of an offender at each moment it judged them: after each
+    submission (its facts share one ``recordedAt``, known together), and just before each
+    retraction, where a tracker given one fact at a time would have raised the alert it
+    then corrects."""
+    known: list[Sequence[Mapping[str, Any]]] = []
+    for index, d in enumerate(docs):
+        if d["eventType"] == "record.retracted":
+            known.append(docs[:index])
+        if index + 1 == len(docs) or docs[index + 1]["recordedAt"] != d["recordedAt"]:
+            known.append(docs[: index + 1])
+    return known
 
 
 def mappa_ref(document: Mapping[str, Any]) -> str:
@@ -324,6 +337,63 @@ def test_no_alert_for_a_withdrawn_victim_nor_for_events_before_the_enrolment(
 # --- (b) never twice: replay, restart, duplicates ------------------------------------------
 
 
+def a_withdrawal_and_a_level_reported_after_the_events_they_bear_on() -> tuple[
+    History, list[dict[str, Any]], dict[str, Any]
+]:
+    """A victim withdrawn before a release, and a level lowered before a notice, each
+    reported on a line after the event it bears on: (history, the two late lines, the
+    release)."""
+    h = History("WM-000160")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("mappa.level-changed", "2005-01-02T10:00:00+00:00", level=3)
+    h.add("victim.enrolled", "2005-01-03T10:00:00+00:00", victimRef="V-GOES", vloRef="VLO-1")
+    # 60 days' notice: late for level 3 in WM (P3M), in time for level 2 (P6W).
+    h.add(
+        "release.notified",
+        "2005-03-01T10:00:00+00:00",
+        expectedReleaseDate="2005-04-30",
+        releaseType="licence",
+    )
+    released = h.add("custody.released", "2005-04-30T10:00:00+01:00", releaseType="licence")
+    late = [
+        h.add("victim.withdrawn", "2005-01-20T10:00:00+00:00", victimRef="V-GOES"),
+        h.add("mappa.level-changed", "2005-02-01T10:00:00+00:00", level=2),
+    ]
+    return h, late, released
+
+
+def test_a_submission_is_judged_whole_whatever_the_order_of_its_lines(tracker: Tracker) -> None:
+    """The facts of one submission are recorded at one moment: a withdrawal and a level
+    change on lines after the release and the notice they bear on are known with them, so
+    nothing is raised, as the contract derives it from when things happened."""
+    h, _, _ = a_withdrawal_and_a_level_reported_after_the_events_they_bear_on()
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    assert len({d["recordedAt"] for d in stored_documents(tracker)}) == 1
+    on_record = alerts_on_record(tracker)
+    assert on_record.raised == [] and on_record.coordinator == []
+    assert_as_derived(on_record, stored_documents(tracker))
+
+
+def test_facts_reported_in_a_later_submission_do_not_untell_what_was_told(
+    tracker: Tracker,
+) -> None:
+    """The same facts with the withdrawal and the level sent afterwards: the VLO and the
+    co-ordinator were told when the release and the notice arrived, and nothing told was
+    recorded in error, so it stands uncorrected."""
+    h, late, released = a_withdrawal_and_a_level_reported_after_the_events_they_bear_on()
+    late_ids = {d["eventId"] for d in late}
+    ingest(tracker, [d for d in h.documents if d["eventId"] not in late_ids])
+    tracker.catch_up()
+    ingest(tracker, late)
+    tracker.catch_up()
+    on_record = alerts_on_record(tracker)
+    assert Expected("released", released["eventId"], "V-GOES", "VLO-1") in on_record.raised
+    assert [kind for kind, _ in on_record.coordinator] == ["late-release-notice"]
+    assert on_record.corrected == []
+    assert_as_derived(on_record, stored_documents(tracker))
+
+
 def test_replay_restart_mid_stream_and_duplicates_never_raise_an_alert_twice(
     tracker_factory: TrackerFactory,
     tmp_path: Path,
@@ -487,6 +557,33 @@ def test_a_retraction_raises_exactly_one_correction_per_earlier_alert(
     tracker.catch_up()
     assert corrections() == once
     assert_as_derived(alerts_on_record(tracker), stored_documents(tracker))
+
+
+def test_a_vlos_list_shows_each_correction_after_the_alert_it_corrects(
+    tracker: Tracker,
+) -> None:
+    """Raised in one batch, an alert and its correction share every time: the list, oldest
+    first, still puts the alert first (eight pairs, so that ids sorting either way occur)."""
+    h = History("WM-000170")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("victim.enrolled", "2005-01-02T10:00:00+00:00", victimRef="V-1", vloRef="VLO-1")
+    for day in range(10, 18):
+        moved = h.add(
+            "custody.transferred",
+            f"2005-02-{day}T10:00:00+00:00",
+            fromPrison="HMP A",
+            toPrison="HMP A",
+        )
+        h.retract(moved, f"2005-02-{day}T11:00:00+00:00")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    with tracker.views.transaction() as tx:
+        listed = [raised.alert for raised in alerts_for(tx, "VLO-1")]
+    assert len(listed) == 16
+    position = {alert.alert_id: n for n, alert in enumerate(listed)}
+    corrections = [a for a in listed if a.kind == "correction"]
+    assert len(corrections) == 8
+    assert all(position[a.corrects_alert_id] < position[a.alert_id] for a in corrections)
 
 
 def test_an_event_retracted_before_it_arrived_raises_nothing_to_correct(tracker: Tracker) -> None:
