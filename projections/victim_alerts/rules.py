@@ -42,6 +42,9 @@ Choices where the contract is silent (each also commented where it is made):
   told (wording, area, previous release date) is judged on the whole history. A transfer
   reported late, placing a late notice in another area, raises it to that area's co-ordinator
   too (the first co-ordinator's alert stands: it is not an error in a retracted fact).
+- An alert whose enrolment is retracted while another enrolment of the victim, with
+  another VLO, makes it due is corrected to the first VLO and raised anew to the other,
+  under an id derived from the event, the victim and that VLO (the first id is on record).
 - An alert corrected and later due again under the same id (a retracted enrolment replaced
   by another made earlier) is not raised a second time: its id is on record.
 """
@@ -132,6 +135,26 @@ class Alert:
 def alert_id_for(event_id: str, victim_ref: str) -> str:
     """The stable id of the alert to ``victim_ref`` about ``event_id``."""
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}"))
+
+
+@functools.lru_cache(maxsize=65_536)
+def readdressed_alert_id_for(event_id: str, victim_ref: str, vlo_ref: str) -> str:
+    """The stable id of the alert to ``victim_ref`` about ``event_id`` through ``vlo_ref``,
+    when the alert first raised for them went to another VLO through an enrolment since
+    retracted (that one is corrected; this one is a new alert, to the right VLO)."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}:{vlo_ref}"))
+
+
+def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Alert] | None) -> str:
+    """The id of the alert due through ``enrolment``: the event's and the victim's, unless
+    the alert on record under that id went to another VLO (its enrolment retracted)."""
+    victim_ref = str(enrolment.info["victimRef"])
+    alert_id = alert_id_for(trigger.event_id, victim_ref)
+    recorded = on_record.get(alert_id) if on_record else None
+    vlo_ref = str(enrolment.info["vloRef"])
+    if recorded is None or recorded.recipient == vlo_ref:
+        return alert_id
+    return readdressed_alert_id_for(trigger.event_id, victim_ref, vlo_ref)
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -415,7 +438,7 @@ class _Telling:
     details: dict[str, Any]
 
 
-def _victim_alert(trigger: Fact, telling: _Telling, enrolment: Fact) -> Alert:
+def _victim_alert(trigger: Fact, telling: _Telling, enrolment: Fact, alert_id: str) -> Alert:
     victim_ref = str(enrolment.info["victimRef"])
     happened, tell = telling.happened, telling.tell
     details = {**telling.details, "enrolmentEventId": enrolment.event_id}
@@ -423,7 +446,7 @@ def _victim_alert(trigger: Fact, telling: _Telling, enrolment: Fact) -> Alert:
     if late_by:
         details["lateBySeconds"] = late_by
     return Alert(
-        alert_id=alert_id_for(trigger.event_id, victim_ref),
+        alert_id=alert_id,
         kind=telling.kind,
         recipient=str(enrolment.info["vloRef"]),
         victim_ref=victim_ref,
@@ -781,10 +804,8 @@ def derive_alerts(
             for victim_facts in of_victim.values()
             if (enrolment := _addressing_enrolment(trigger, kind, victim_facts)) is not None
         ]
-        recorded = [
-            on_record.get(alert_id_for(trigger.event_id, str(enrolment.info["victimRef"])))
-            for enrolment in enrolments
-        ] if on_record else []  # fmt: skip
+        ids = [_victim_alert_id(trigger, enrolment, on_record) for enrolment in enrolments]
+        recorded = [on_record.get(alert_id) for alert_id in ids] if on_record else []
         if recorded and all(recorded):
             alerts.extend(alert for alert in recorded if alert is not None)
         elif enrolments:
@@ -792,7 +813,10 @@ def derive_alerts(
             happened, tell, details = _describe(kind, trigger, facts, reference)
             area = _responsible_area(first_area, moves, trigger.occurred)
             telling = _Telling(kind, area, reference, happened, tell, details)
-            alerts.extend(_victim_alert(trigger, telling, enrolment) for enrolment in enrolments)
+            alerts.extend(
+                _victim_alert(trigger, telling, enrolment, alert_id)
+                for enrolment, alert_id in zip(enrolments, ids, strict=True)
+            )
         if trigger.event_type == _NOTIFIED:
             alerts.extend(_late_notice_alerts(trigger, facts, lead_times, reference))
     return sorted(alerts, key=_sort_key)

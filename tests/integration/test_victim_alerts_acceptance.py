@@ -559,6 +559,37 @@ def test_a_retraction_raises_exactly_one_correction_per_earlier_alert(
     assert_as_derived(alerts_on_record(tracker), stored_documents(tracker))
 
 
+def test_retracting_the_enrolment_that_chose_the_vlo_corrects_the_alert_and_tells_the_right_one(
+    tracker: Tracker,
+) -> None:
+    """The victim's enrolment with VLO-A (which replaced one with VLO-B) is retracted after
+    the release was told to VLO-A: as if it had not happened, the victim was VLO-B's, so
+    VLO-A gets a correction and VLO-B the alert."""
+    h = History("WM-000180")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("victim.enrolled", "2005-01-02T10:00:00+00:00", victimRef="V-1", vloRef="VLO-B")
+    again = h.add("victim.enrolled", "2005-01-05T10:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    released = h.add("custody.released", "2005-01-10T10:00:00+00:00", releaseType="licence")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    told_a = Expected("released", released["eventId"], "V-1", "VLO-A")
+    assert alerts_on_record(tracker).raised == [told_a]
+
+    ingest(tracker, [h.retract(again, "2005-01-12T10:00:00+00:00")])
+    tracker.catch_up()
+    on_record = alerts_on_record(tracker)
+    told_b = Expected("released", released["eventId"], "V-1", "VLO-B")
+    assert sorted(on_record.raised) == sorted([told_a, told_b])
+    assert on_record.corrected == [told_a]
+    with tracker.views.transaction() as tx:
+        assert [a.alert.kind for a in alerts_for(tx, "VLO-A")] == ["released", "correction"]
+        assert [a.alert.kind for a in alerts_for(tx, "VLO-B")] == ["released"]
+    assert_as_derived(on_record, stored_documents(tracker))
+    once = alerts_on_record(tracker)
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == once  # a rebuild raises and corrects nothing again
+
+
 def test_a_vlos_list_shows_each_correction_after_the_alert_it_corrects(
     tracker: Tracker,
 ) -> None:
