@@ -42,11 +42,10 @@ Choices where the contract is silent (each also commented where it is made):
   told (wording, area, previous release date) is judged on the whole history. A transfer
   reported late, placing a late notice in another area, raises it to that area's co-ordinator
   too (the first co-ordinator's alert stands: it is not an error in a retracted fact).
-- An alert whose enrolment is retracted while another enrolment of the victim, with
-  another VLO, makes it due is corrected to the first VLO and raised anew to the other,
-  under an id derived from the event, the victim and that VLO (the first id is on record).
-- An alert corrected and later due again under the same id (a retracted enrolment replaced
-  by another made earlier) is not raised a second time: its id is on record.
+- An alert whose enrolment is retracted while another enrolment of the victim makes it
+  due (one with another VLO, or one made earlier that arrives later) is corrected and
+  raised anew, through the other enrolment, under an id derived from the event, the
+  victim and that enrolment (the first id is on record).
 """
 
 from __future__ import annotations
@@ -138,23 +137,33 @@ def alert_id_for(event_id: str, victim_ref: str) -> str:
 
 
 @functools.lru_cache(maxsize=65_536)
-def readdressed_alert_id_for(event_id: str, victim_ref: str, vlo_ref: str) -> str:
-    """The stable id of the alert to ``victim_ref`` about ``event_id`` through ``vlo_ref``,
-    when the alert first raised for them went to another VLO through an enrolment since
-    retracted (that one is corrected; this one is a new alert, to the right VLO)."""
-    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}:{vlo_ref}"))
+def readdressed_alert_id_for(event_id: str, victim_ref: str, enrolment_event_id: str) -> str:
+    """The stable id of the alert to ``victim_ref`` about ``event_id`` through the enrolment
+    ``enrolment_event_id``, when the alert first raised for them under the event's and the
+    victim's id rested on an enrolment since retracted (see :func:`_victim_alert_id`)."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{event_id}:{victim_ref}:{enrolment_event_id}"))
 
 
 def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Alert] | None) -> str:
     """The id of the alert due through ``enrolment``: the event's and the victim's, unless
-    the alert on record under that id went to another VLO (its enrolment retracted)."""
+    the alert on record under that id came through another enrolment (since retracted) and
+    went to another VLO or was corrected. Then the victim's VLO is told anew, under an id
+    of its own, from the enrolment too, rather than left with a correction, or with an
+    alert another VLO got (which is corrected)."""
     victim_ref = str(enrolment.info["victimRef"])
     alert_id = alert_id_for(trigger.event_id, victim_ref)
     recorded = on_record.get(alert_id) if on_record else None
-    vlo_ref = str(enrolment.info["vloRef"])
-    if recorded is None or recorded.recipient == vlo_ref:
+    if (
+        recorded is None
+        or recorded.details.get("enrolmentEventId") == enrolment.event_id
+        or (
+            recorded.recipient == str(enrolment.info["vloRef"])
+            and on_record is not None
+            and correction_id_for(alert_id) not in on_record
+        )
+    ):
         return alert_id
-    return readdressed_alert_id_for(trigger.event_id, victim_ref, vlo_ref)
+    return readdressed_alert_id_for(trigger.event_id, victim_ref, enrolment.event_id)
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -590,6 +590,41 @@ def test_retracting_the_enrolment_that_chose_the_vlo_corrects_the_alert_and_tell
     assert alerts_on_record(tracker) == once  # a rebuild raises and corrects nothing again
 
 
+def test_an_alert_corrected_and_then_due_again_through_another_enrolment_is_raised_anew(
+    tracker: Tracker,
+) -> None:
+    """The enrolment behind an alert is retracted (the VLO is told to disregard it); then an
+    earlier enrolment of the same victim is reported: they were enrolled at the release
+    after all, so the VLO is told again, and a rebuild repeats none of it."""
+    h = History("WM-000190")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    wrong = h.add("victim.enrolled", "2005-01-05T10:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    h.add("custody.released", "2005-01-10T10:00:00+00:00", releaseType="licence")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    ingest(tracker, [h.retract(wrong, "2005-01-12T10:00:00+00:00")])
+    tracker.catch_up()
+    earlier = h.add("victim.enrolled", "2005-01-03T10:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    ingest(tracker, [earlier])
+    tracker.catch_up()
+
+    def listed() -> list[tuple[str, str]]:
+        with tracker.views.transaction() as tx:
+            return [
+                (a.alert.kind, str(a.alert.details.get("enrolmentEventId", "-")))
+                for a in alerts_for(tx, "VLO-A")
+            ]
+
+    told = listed()
+    assert told == [
+        ("released", wrong["eventId"]),
+        ("correction", "-"),
+        ("released", earlier["eventId"]),
+    ]
+    tracker.rebuild("victim-alerts")
+    assert listed() == told
+
+
 def test_a_vlos_list_shows_each_correction_after_the_alert_it_corrects(
     tracker: Tracker,
 ) -> None:
