@@ -13,7 +13,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
@@ -139,10 +138,6 @@ class IngestService:
         }
         known = self.records.known_events(wanted)
         offenders = self._load_all({fact.offender_id for _, fact in batch})
-        # Stored in one commit, the batch's facts are recorded at one moment (their
-        # ``recordedAt``): the rules that judge what the tracker knew when (victim alerts,
-        # returns as known on a day) then see a submission whole, whatever its line order.
-        recorded_at = datetime.now(UTC)
         index_rows: list[IndexRow] = []
         results: list[Result] = []
         for item, fact in batch:
@@ -152,7 +147,7 @@ class IngestService:
             offender = offenders.get(fact.offender_id) or Offender(mappa_ref=fact.mappa_ref)
             target = known.get(str(fact.fields.get("retracted_event_id")))
             try:
-                decision = offender.record(fact, target, recorded_at)
+                decision = offender.record(fact, target)
             except DomainError as error:
                 results.append(Result(item, Verdict.REJECTED, fact.event_id, str(error)))
                 continue

@@ -128,27 +128,15 @@ class Offender(Aggregate):
 
     # --- deciding ---------------------------------------------------------------------
 
-    def record(
-        self,
-        fact: ReportedFact,
-        retraction_target: KnownEvent | None = None,
-        at: datetime | None = None,
-    ) -> Decision:
-        """Decide on ``fact`` and, unless it is a duplicate, record it and its queries.
-
-        ``at`` is when the tracker records it (its events' timestamp, the fact's
-        ``recordedAt``; None: now). The facts of one submission are recorded together, at
-        one moment, so that what the tracker knew at any moment never depends on the order
-        of the lines within a submission.
-        """
+    def record(self, fact: ReportedFact, retraction_target: KnownEvent | None = None) -> Decision:
+        """Decide on ``fact`` and, unless it is a duplicate, record it and its queries."""
         decision = decide(self, fact, retraction_target)
         if decision.outcome is Outcome.DUPLICATE:
             return decision
-        self.trigger_event(fact.event_class, timestamp=at, **fact.fields)
+        self.trigger_event(fact.event_class, **fact.fields)
         for query in decision.raised:
             self.trigger_event(
                 ev.DataQualityQueryRaised,
-                timestamp=at,
                 query_id=query.query_id,
                 about_event_id=query.about_event_id,
                 kind=query.kind,
@@ -156,10 +144,7 @@ class Offender(Aggregate):
             )
         for query_id in decision.cleared:
             self.trigger_event(
-                ev.DataQualityQueryCleared,
-                timestamp=at,
-                query_id=query_id,
-                cleared_by_event_id=fact.event_id,
+                ev.DataQualityQueryCleared, query_id=query_id, cleared_by_event_id=fact.event_id
             )
         return decision
 

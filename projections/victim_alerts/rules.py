@@ -12,9 +12,7 @@ moment the tracker knew of the event (some ``recordedAt``), the facts it knew th
 alert due. A ``victim.withdrawn`` or ``mappa.level-changed`` that happened earlier but
 reaches the tracker after the alert was raised therefore does not un-raise it (the VLO was
 told, and nothing told was recorded in error), and rebuilding the projection from zero
-raises the alerts it raised live (``recordedAt`` grows with arrival). The facts of one
-submission share their ``recordedAt`` (ingest records a batch at one moment), so they are
-known together, whatever the order of their lines. Only a retraction
+raises the alerts it raised live (``recordedAt`` grows with arrival). Only a retraction
 makes an event "as if it had not happened" at every moment (interchange-v1.md), so a raised
 alert stops being derivable only when a fact it rests on is retracted, and that is when
 :func:`plan_alerts` corrects it.
@@ -146,22 +144,15 @@ def readdressed_alert_id_for(event_id: str, victim_ref: str, enrolment_event_id:
 
 def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Alert] | None) -> str:
     """The id of the alert due through ``enrolment``: the event's and the victim's, unless
-    the alert on record under that id came through another enrolment (since retracted) and
-    went to another VLO or was corrected. Then the victim's VLO is told anew, under an id
-    of its own, from the enrolment too, rather than left with a correction, or with an
-    alert another VLO got (which is corrected)."""
+    the alert on record under that id came through another enrolment. The enrolment
+    through which an alert is due never changes unless it is retracted, so that one was:
+    the alert on record is corrected, and the victim's VLO (the same or another) is told
+    anew, under an id from the enrolment too, whether the retraction and the other
+    enrolment arrive together or apart."""
     victim_ref = str(enrolment.info["victimRef"])
     alert_id = alert_id_for(trigger.event_id, victim_ref)
     recorded = on_record.get(alert_id) if on_record else None
-    if (
-        recorded is None
-        or recorded.details.get("enrolmentEventId") == enrolment.event_id
-        or (
-            recorded.recipient == str(enrolment.info["vloRef"])
-            and on_record is not None
-            and correction_id_for(alert_id) not in on_record
-        )
-    ):
+    if recorded is None or recorded.details.get("enrolmentEventId") == enrolment.event_id:
         return alert_id
     return readdressed_alert_id_for(trigger.event_id, victim_ref, enrolment.event_id)
 
@@ -834,8 +825,8 @@ def derive_alerts(
 def plan_alerts(derived: Sequence[Alert], already_raised: Mapping[str, Alert]) -> list[Alert]:
     """The alerts to raise now, given those ``already_raised`` (by alert id).
 
-    Every derived alert not yet raised, then a correction for every raised alert that is no
-    longer derived. Because :func:`derive_alerts` never drops an alert for a fact reported
+    A correction for every raised alert that is no longer derived, then every derived alert
+    not yet raised. Because :func:`derive_alerts` never drops an alert for a fact reported
     late (a late withdrawal, level change or transfer), an alert stops being derived only
     when an event it rests on (its trigger, the victim's enrolment, the level or area behind
     a late-notice alert) has been retracted: the correction says it was recorded in error.
@@ -852,7 +843,9 @@ def plan_alerts(derived: Sequence[Alert], already_raised: Mapping[str, Alert]) -
         and alert.alert_id not in derived_ids
         and correction_id_for(alert.alert_id) not in already_raised
     ]
-    return to_raise + sorted(corrections, key=_sort_key)
+    # Corrections first: a VLO told again through another enrolment reads the correction
+    # of the earlier alert before the new one.
+    return sorted(corrections, key=_sort_key) + to_raise
 
 
 def _correction(alert: Alert) -> Alert:

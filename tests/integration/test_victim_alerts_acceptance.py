@@ -134,10 +134,9 @@ def expected_alerts(
 
 
 def _what_was_known(docs: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any]]]:
-    """What the tracker knew of an offender at each moment it judged them: after each
-    submission (its facts share one ``recordedAt``, known together), and just before each
-    retraction, where a tracker given one fact at a time would have raised the alert it
-    then corrects."""
+    """What the tracker knew of an offender at each moment a fact arrived (facts with one
+    ``recordedAt`` known together), and just before each retraction, where the tracker
+    raises the alert it then corrects."""
     known: list[Sequence[Mapping[str, Any]]] = []
     for index, d in enumerate(docs):
         if d["eventType"] == "record.retracted":
@@ -341,8 +340,7 @@ def a_withdrawal_and_a_level_reported_after_the_events_they_bear_on() -> tuple[
     History, list[dict[str, Any]], dict[str, Any]
 ]:
     """A victim withdrawn before a release, and a level lowered before a notice, each
-    reported on a line after the event it bears on: (history, the two late lines, the
-    release)."""
+    reported after the event it bears on: (history, the two late facts, the release)."""
     h = History("WM-000160")
     h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
     h.add("mappa.level-changed", "2005-01-02T10:00:00+00:00", level=3)
@@ -360,19 +358,6 @@ def a_withdrawal_and_a_level_reported_after_the_events_they_bear_on() -> tuple[
         h.add("mappa.level-changed", "2005-02-01T10:00:00+00:00", level=2),
     ]
     return h, late, released
-
-
-def test_a_submission_is_judged_whole_whatever_the_order_of_its_lines(tracker: Tracker) -> None:
-    """The facts of one submission are recorded at one moment: a withdrawal and a level
-    change on lines after the release and the notice they bear on are known with them, so
-    nothing is raised, as the contract derives it from when things happened."""
-    h, _, _ = a_withdrawal_and_a_level_reported_after_the_events_they_bear_on()
-    ingest(tracker, h.documents)
-    tracker.catch_up()
-    assert len({d["recordedAt"] for d in stored_documents(tracker)}) == 1
-    on_record = alerts_on_record(tracker)
-    assert on_record.raised == [] and on_record.coordinator == []
-    assert_as_derived(on_record, stored_documents(tracker))
 
 
 def test_facts_reported_in_a_later_submission_do_not_untell_what_was_told(
@@ -623,6 +608,27 @@ def test_an_alert_corrected_and_then_due_again_through_another_enrolment_is_rais
     ]
     tracker.rebuild("victim-alerts")
     assert listed() == told
+
+
+def test_the_same_facts_in_one_submission_correct_and_tell_again_alike(tracker: Tracker) -> None:
+    h = History("WM-000191")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    wrong = h.add("victim.enrolled", "2005-01-05T10:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    h.add("custody.released", "2005-01-10T10:00:00+00:00", releaseType="licence")
+    h.retract(wrong, "2005-01-12T10:00:00+00:00")
+    earlier = h.add("victim.enrolled", "2005-01-03T10:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    with tracker.views.transaction() as tx:
+        told = [
+            (a.alert.kind, str(a.alert.details.get("enrolmentEventId", "-")))
+            for a in alerts_for(tx, "VLO-A")
+        ]
+    assert told == [
+        ("released", wrong["eventId"]),
+        ("correction", "-"),
+        ("released", earlier["eventId"]),
+    ]
 
 
 def test_a_vlos_list_shows_each_correction_after_the_alert_it_corrects(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -58,17 +57,6 @@ def test_a_release_of_someone_not_in_custody_is_accepted_and_queried() -> None:
     assert decision.outcome is Outcome.ACCEPTED
     assert [q.kind for q in decision.raised] == ["release-without-custody"]
     assert offender.state.on_licence and not offender.state.in_custody
-
-
-def test_a_fact_and_its_queries_are_recorded_at_the_moment_given() -> None:
-    h = History("WM-000001")
-    h.add("custody.released", "2004-06-01T10:00:00+01:00", releaseType="licence")
-    offender = Offender(mappa_ref=h.ref)
-    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    offender.record(h.facts()[0], at=at)
-    recorded = offender.pending_events[1:]  # after the record's opening
-    assert [type(e) for e in recorded] == [ev.CustodyReleased, ev.DataQualityQueryRaised]
-    assert {e.timestamp for e in recorded} == {at}
 
 
 def test_the_release_query_clears_when_an_earlier_reception_arrives_late() -> None:
