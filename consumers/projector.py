@@ -61,8 +61,10 @@ class KafkaProjector:
     # latency would show).
     SLOW_BATCH_SECONDS = 0.5
     # Messages applied in one transaction at most: more polls are taken while the consumer
-    # has more ready at once (catching up), never waiting for them.
-    MAX_BATCH = 5000
+    # has more ready at once (catching up), never waiting for them. Nationally, 20,000
+    # instead of 5,000 made every catch-up 27-35% faster in one run (the machine itself
+    # some 14% faster) and the largest projector process 913 MiB instead of 785.
+    MAX_BATCH = 20_000
 
     def __init__(
         self,
@@ -107,7 +109,9 @@ class KafkaProjector:
         every message is its offender's only one in the batch: each then costs a fold of
         the offender's rules and a write of their history and rows. Five times as many
         messages a batch made a national catch-up use a quarter less CPU a message (one
-        process, the same messages). A consumer keeping up gets what has arrived, as before:
+        process, the same messages), and 20 times as many 5-10% less again, as an offender
+        meets more of their own facts in one batch. A consumer keeping up gets what has
+        arrived, as before:
         the poll that follows returns nothing, without waiting.
         """
         return with_polls_ready_at_once(self.consumer, polled, self.MAX_BATCH)
