@@ -7,7 +7,8 @@ explicit partition count, never by the broker's auto-creation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +58,23 @@ class Topics:
         }
 
 
-def ensure_topics(bootstrap: str, topics: Topics) -> None:
-    """Create the pipeline's topics if missing (idempotent), and wait until they are usable."""
+@contextmanager
+def _admin(bootstrap: str) -> Iterator[Any]:
+    """A Kafka admin client, closed after use."""
     from kafka.admin import KafkaAdminClient
-    from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
     try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def ensure_topics(bootstrap: str, topics: Topics) -> None:
+    """Create the pipeline's topics if missing (idempotent), and wait until they are usable."""
+    from kafka.errors import TopicAlreadyExistsError
+
+    with _admin(bootstrap) as admin:
         existing = set(admin.list_topics())
         wanted = {
             name: {"num_partitions": count, "replication_factor": 1}
@@ -76,8 +87,6 @@ def ensure_topics(bootstrap: str, topics: Topics) -> None:
                 log.info("topics created", topics=sorted(wanted))
             except TopicAlreadyExistsError:
                 pass  # another process created them first
-    finally:
-        admin.close()
 
 
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -202,24 +211,14 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
 
 def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
     """Delete those of these topics that exist."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
-    try:
+    with _admin(bootstrap) as admin:
         existing = set(admin.list_topics())
         doomed = [name for name in names if name in existing]
         if doomed:
             admin.delete_topics(doomed)
-    finally:
-        admin.close()
 
 
 def topics_named_from(bootstrap: str, prefix: str) -> list[str]:
     """The broker's topics whose names begin with ``prefix``."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
-    try:
+    with _admin(bootstrap) as admin:
         return sorted(name for name in admin.list_topics() if name.startswith(prefix))
-    finally:
-        admin.close()
