@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from consumers.relay import relayed_everything
 from infra.bootstrap import Tracker, bootstrap, topics
 from infra.kafka import delete_topics, group_lag, topics_named_from
 from infra.settings import Settings
-from tests.conftest import database_url_for_tests
+from tests.conftest import _create_schema, _drop_schema, database_url_for_tests
 
 MAPPA = str(Path(sys.executable).with_name("mappa"))
 PROJECTIONS = ("caseload", "statistical-return", "victim-alerts", "data-quality")
@@ -126,6 +127,22 @@ class Pipeline:
         """Delete every topic of this pipeline (its prefix), so that runs of the suite do
         not leave the broker hundreds of topics."""
         delete_topics(kafka_bootstrap(), topics_named_from(kafka_bootstrap(), f"{self.name}."))
+
+    @classmethod
+    @contextmanager
+    def running_in(cls, workdir: Path) -> Iterator[Pipeline]:
+        """A pipeline with a schema of its own; afterwards every process is stopped, and
+        the schema and the topics dropped, whatever happened."""
+        pipeline = cls(workdir)
+        _create_schema(pipeline.name)
+        try:
+            yield pipeline
+        finally:
+            try:
+                pipeline.stop_all()
+            finally:
+                _drop_schema(pipeline.name)
+                pipeline.delete_topics()
 
     def tracker(self) -> Tracker:
         return bootstrap(self.settings)

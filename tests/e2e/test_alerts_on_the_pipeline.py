@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from infra.bootstrap import topics
-from tests.conftest import _create_schema, _drop_schema
 from tests.e2e.pipeline import Pipeline, consume_all, wait_until
 from tests.integration.test_victim_alerts_acceptance import (
     OnRecord,
@@ -74,16 +73,8 @@ def write(path: Path, lines: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("alerts-on-the-pipeline")
-    pipeline = Pipeline(workdir)
-    _create_schema(pipeline.name)
-    try:
+    with Pipeline.running_in(workdir) as pipeline:
         yield _run(pipeline, workdir)
-    finally:
-        try:
-            pipeline.stop_all()
-        finally:
-            _drop_schema(pipeline.name)
-            pipeline.delete_topics()
 
 
 def _run(pipeline: Pipeline, workdir: Path) -> Run:

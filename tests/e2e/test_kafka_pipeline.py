@@ -16,7 +16,6 @@ from infra.cli import ingest_file
 from infra.generator import generate_history
 from infra.settings import Settings
 from projections.statistical_return.projection import statistical_return
-from tests.conftest import _create_schema, _drop_schema
 from tests.e2e.pipeline import (
     PROJECTIONS,
     Pipeline,
@@ -31,16 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
-    running = Pipeline(tmp_path)
-    _create_schema(running.name)
-    try:
+    with Pipeline.running_in(tmp_path) as running:
         yield running
-    finally:
-        try:
-            running.stop_all()
-        finally:
-            _drop_schema(running.name)
-            running.delete_topics()
 
 
 def write_history(path: Path, offenders: int, seed: int) -> list[str]:
