@@ -112,8 +112,7 @@ class KafkaProjector:
         messages a batch made a national catch-up use a quarter less CPU a message (one
         process, the same messages), and 20 times as many 5-10% less again, as an offender
         meets more of their own facts in one batch. A consumer keeping up gets what has
-        arrived, as before:
-        the poll that follows returns nothing, without waiting.
+        arrived, as before: the poll that follows returns nothing, without waiting.
         """
         return with_polls_ready_at_once(self.consumer, polled, self.MAX_BATCH)
 
