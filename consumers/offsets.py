@@ -47,6 +47,9 @@ class OffsetHints:
 
     RETRY_SECONDS = 1.0
     LOG_EVERY = 60  # failures in a row
+    # Commits the broker has answered neither way for this long are logged (once a run):
+    # a lag that never clears would otherwise be silent.
+    UNANSWERED_SECONDS = 30.0
 
     def __init__(self, consumer: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
@@ -55,11 +58,20 @@ class OffsetHints:
         self.unconfirmed: dict[TopicPartition, int] = {}
         self._last_sent = float("-inf")
         self._failures = 0
+        # Partitions revoked from this consumer and not assigned to it since: a batch polled
+        # before a revocation and stored after it must not commit their offsets, which are
+        # another consumer's to commit now. Sent later (the broker does not check who holds
+        # a partition), an offset stored then would overwrite the newer one the new holder
+        # committed, and the group would show a lag that is not there, for ever.
+        self._disowned: set[TopicPartition] = set()
+        # When the first commit not yet answered was sent (None: every one was answered).
+        self._awaiting_since: float | None = None
+        self._unanswered_logged = False
 
     def stored(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """A batch's messages are stored: commit the offsets after them."""
         for partition, messages in polled.items():
-            if messages:
+            if messages and partition not in self._disowned:
                 self.unconfirmed[partition] = messages[-1].offset + 1
         self._commit()
 
@@ -67,15 +79,20 @@ class OffsetHints:
         """A poll returned nothing: commit again what was not confirmed, if anything."""
         if self.unconfirmed and self.clock() - self._last_sent >= self.RETRY_SECONDS:
             self._commit()
+        self._log_if_unanswered()
 
-    def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
-        """The group gave this consumer these partitions, stored at these positions."""
+    def assigned(
+        self, partitions: Iterable[TopicPartition], positions: Mapping[TopicPartition, int]
+    ) -> None:
+        """The group gave this consumer these partitions, some stored at these positions."""
+        self._disowned.difference_update(partitions)
         self.unconfirmed.update(positions)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         """These partitions went to another consumer, which makes their offsets true."""
         for partition in partitions:
             self.unconfirmed.pop(partition, None)
+            self._disowned.add(partition)
 
     def _commit(self) -> None:
         if not self.unconfirmed:
@@ -84,6 +101,8 @@ class OffsetHints:
         self._last_sent = self.clock()
 
         def answered(_offsets: Any, response: Any) -> None:
+            self._awaiting_since = None
+            self._unanswered_logged = False
             if isinstance(response, Exception):
                 self._failed(response)
                 return
@@ -97,6 +116,21 @@ class OffsetHints:
             self.consumer.commit_async(offsets, callback=answered)
         except KafkaError as error:
             self._failed(error)
+            return
+        if self._awaiting_since is None:
+            self._awaiting_since = self._last_sent
+
+    def _log_if_unanswered(self) -> None:
+        if self._awaiting_since is None or self._unanswered_logged:
+            return
+        waited = self.clock() - self._awaiting_since
+        if waited >= self.UNANSWERED_SECONDS:
+            self._unanswered_logged = True
+            log.warning(
+                "offset commits unanswered by the broker; still sending them",
+                seconds=round(waited),
+                partitions=sorted(f"{upstream_of(p)}@{o}" for p, o in self.unconfirmed.items()),
+            )
 
     def _failed(self, error: Exception) -> None:
         # With the broker away this happens every second: the first of a run of failures
@@ -131,7 +165,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
         positions = {partition: position for partition, position in stored.items() if position}
         for partition, position in positions.items():
             self.consumer.seek(partition, position)
-        self.hints.assigned(positions)
+        self.hints.assigned(assigned, positions)
         log.info("partitions assigned", partitions=sorted(upstream_of(tp) for tp in assigned))
 
 
@@ -149,19 +183,26 @@ class StallWatch:
     is sought to where it stands and resumed (which gives it a fresh fetch state); one
     still stalled at the next check makes the consumer leave the group and join it again
     (``rejoin``), which gives every partition new state. Each step is logged as a warning.
+    A partition whose position the consumer cannot resolve at all (a reset or validation
+    that never completes) counts as standing at no position: stalled, it is sought to the
+    position stored in the database (``stored``).
     """
 
     CHECK_SECONDS = 10.0
     POSITION_TIMEOUT_MS = 2000
+    # The position of a partition the consumer cannot resolve (below any real offset).
+    UNRESOLVED = -1
 
     def __init__(
         self,
         consumer: Any,
         rejoin: Callable[[], None],
+        stored: Callable[[TopicPartition], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
         self.rejoin = rejoin
+        self.stored = stored
         self.clock = clock
         self._last_check = clock()
         # Partitions behind their end at the last check, with their position then.
@@ -201,10 +242,13 @@ class StallWatch:
             return
         log.warning(
             "partitions stalled: messages wait but none are fetched; seeking them again",
-            partitions=[f"{upstream_of(p)}@{behind[p]}" for p in stalled],
+            partitions=[f"{upstream_of(p)}@{self._shown(behind[p])}" for p in stalled],
         )
         for partition in stalled:
-            self.consumer.seek(partition, behind[partition])
+            position = behind[partition]
+            self.consumer.seek(
+                partition, self.stored(partition) if position == self.UNRESOLVED else position
+            )
         self.consumer.resume(*stalled)
         self._nudged.update(stalled)
 
@@ -216,9 +260,14 @@ class StallWatch:
         behind: dict[TopicPartition, int] = {}
         for partition in assigned:
             position = self.consumer.position(partition, timeout_ms=self.POSITION_TIMEOUT_MS)
-            if position is not None and position < int(ends.get(partition, 0)):
+            if position is None:
+                position = self.UNRESOLVED
+            if position < int(ends.get(partition, 0)):
                 behind[partition] = position
         return behind
+
+    def _shown(self, position: int) -> str:
+        return "unresolved" if position == self.UNRESOLVED else str(position)
 
 
 class GroupMembership:
@@ -230,7 +279,7 @@ class GroupMembership:
         self.consumer = consumer
         self.topic = topic
         self.hints = OffsetHints(consumer)
-        self.watch = StallWatch(consumer, self.rejoin)
+        self.watch = StallWatch(consumer, self.rejoin, stored)
         self._listener = SeekToStoredPositions(consumer, stored, self.hints)
 
     def join(self) -> None:

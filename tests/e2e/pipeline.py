@@ -183,12 +183,80 @@ class Pipeline:
         except AssertionError as timed_out:
             logs = "\n".join(f"--- {label}:\n{self.log(label, 1500)}" for label in self.processes)
             raise AssertionError(
-                f"{timed_out}; still behind: {self.behind(projections, relays)}\n{logs}"
+                f"{timed_out}; still behind: {self.behind(projections, relays)}\n"
+                f"{self.diagnosis(projections)}\n{logs}"
             ) from None
+
+    def diagnosis(self, projections: tuple[str, ...] = PROJECTIONS) -> str:
+        """For a pipeline that did not settle: each projector group's partitions (offset
+        committed to Kafka, position stored in the database, end of the partition), and
+        what every database session of the tracker is doing (a lock wait shows here)."""
+        import psycopg
+
+        names = topics(self.settings)
+        lines = []
+        with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
+            for projection in projections:
+                stored = dict(
+                    conn.execute(
+                        f'SELECT upstream, position FROM "{self.name}".projection_positions '
+                        "WHERE projection = %s",
+                        (projection,),
+                    ).fetchall()
+                )
+                group = names.group(f"projector-{projection}")
+                partitions = group_lag(kafka_bootstrap(), group, [names.offender_events])
+                lines.append(
+                    f"{projection}: "
+                    + ", ".join(
+                        f"p{p.partition} committed={p.committed} "
+                        f"stored={stored.get(f'{p.topic}-{p.partition}')} end={p.end}"
+                        for p in partitions
+                    )
+                )
+            for row in conn.execute(
+                "SELECT pid, application_name, state, wait_event_type, wait_event, "
+                "now() - xact_start, left(query, 120) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state IS DISTINCT FROM 'idle'"
+            ):
+                lines.append("session " + " | ".join(map(str, row)))
+        return "\n".join(lines)
 
     def lag(self, process: str, topic: str) -> int:
         names = topics(self.settings)
         return sum(p.lag for p in group_lag(kafka_bootstrap(), names.group(process), [topic]))
+
+
+def produce(topic: str, per_partition: range, partitions: int = 2) -> None:
+    """Messages ``<partition>-<number>`` for each number of ``per_partition``, on each
+    partition, through kafka-python."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap())
+    try:
+        for partition in range(partitions):
+            for number in per_partition:
+                producer.send(topic, f"{partition}-{number}".encode(), partition=partition)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+@contextmanager
+def scratch_topic(prefix: str, partitions: int = 2) -> Iterator[str]:
+    """A topic of its own for a test, deleted afterwards."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(), client_id=prefix)
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        yield name
+        admin.delete_topics([name])
+    finally:
+        admin.close()
 
 
 def kcat_producer(topic: str) -> list[str]:

@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import TopicPartition
 
 from consumers.offsets import GroupMembership, StallWatch
 from infra import kafka
-from tests.e2e.pipeline import kafka_bootstrap, wait_until
+from tests.e2e.pipeline import kafka_bootstrap, produce, scratch_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -23,20 +22,9 @@ MESSAGES = 40  # a partition
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    name = f"test-stall-{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(), client_id="test-stall")
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap())
-        for partition in (0, 1):
-            for number in range(MESSAGES):
-                producer.send(name, f"{partition}-{number}".encode(), partition=partition)
-        producer.flush()
-        producer.close()
+    with scratch_topic("test-stall") as name:
+        produce(name, range(MESSAGES))
         yield name
-        admin.delete_topics([name])
-    finally:
-        admin.close()
 
 
 class Clock:
@@ -75,7 +63,7 @@ def consume_with_a_stall(
 
     consumer.resume = resumed
     clock = Clock()
-    membership.watch = StallWatch(consumer, rejoined, clock=clock)
+    membership.watch = StallWatch(consumer, rejoined, lambda _: 0, clock=clock)
     assigned = membership._listener.on_partitions_assigned
     first = TopicPartition(topic, 0)
 

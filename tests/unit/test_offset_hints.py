@@ -69,6 +69,27 @@ def test_a_stored_batch_commits_the_offsets_after_its_last_messages() -> None:
     assert consumer.sent == [{FIRST: 10, SECOND: 4}]
 
 
+def test_a_batch_stored_after_its_partitions_were_revoked_commits_none_of_their_offsets() -> None:
+    # A batch polled, then its partitions revoked by the polls ready at once after it, then
+    # stored: SECOND now belongs to another consumer, which commits newer offsets; a late
+    # commit of 10 from this one would take the group's offset back.
+    consumer = RecordingConsumer()
+    hints, clock = hints_for(consumer)
+    listener = SeekToStoredPositions(consumer, {FIRST: 42, SECOND: 7}.__getitem__, hints)
+    listener.on_partitions_assigned([FIRST, SECOND])
+    hints.idle()
+    consumer.answer()
+    listener.on_partitions_revoked([FIRST, SECOND])
+    hints.stored(polled(first=50, second=9))
+    assert len(consumer.sent) == 1  # nothing to commit: neither is this consumer's
+    listener.on_partitions_assigned([FIRST])
+    clock.now += OffsetHints.RETRY_SECONDS
+    hints.idle()
+    assert consumer.sent[-1] == {FIRST: 42}
+    hints.stored(polled(first=60))
+    assert consumer.sent[-1] == {FIRST: 61}
+
+
 def test_a_refused_commit_is_sent_again_when_the_consumer_is_idle() -> None:
     consumer = RecordingConsumer()
     hints, clock = hints_for(consumer)
@@ -165,3 +186,21 @@ def test_a_run_of_refused_commits_is_logged_once_then_every_sixtieth_time() -> N
         consumer.answer(KafkaConnectionError("broker away again"))
     runs = [entry["failures_in_a_row"] for entry in logs]
     assert runs == [1, OffsetHints.LOG_EVERY + 1, 1]
+
+
+def test_commits_left_unanswered_by_the_broker_are_logged_once_until_one_is_answered() -> None:
+    consumer = RecordingConsumer()
+    hints, clock = hints_for(consumer)
+    hints.stored(polled(first=4))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(int(OffsetHints.UNANSWERED_SECONDS) * 2):
+            clock.now += OffsetHints.RETRY_SECONDS
+            hints.idle()
+        consumer.answer()  # the first is answered, refused at last: the run ends
+        for _ in range(int(OffsetHints.UNANSWERED_SECONDS) - 2):
+            clock.now += OffsetHints.RETRY_SECONDS
+            hints.idle()
+    unanswered = [e for e in logs if e["event"].startswith("offset commits unanswered")]
+    assert len(unanswered) == 1
+    assert unanswered[0]["partitions"] == ["events-0@5"]
+    assert unanswered[0]["seconds"] == OffsetHints.UNANSWERED_SECONDS

@@ -15,7 +15,9 @@ FIRST, SECOND = TopicPartition("events", 0), TopicPartition("events", 1)
 class StillConsumer:
     """Holds partitions at fixed positions below fixed ends; records what it is told."""
 
-    def __init__(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]):
+    def __init__(
+        self, positions: dict[TopicPartition, int | None], ends: dict[TopicPartition, int]
+    ):
         self.positions = positions
         self.ends = ends
         self.sought: list[tuple[TopicPartition, int]] = []
@@ -30,7 +32,7 @@ class StillConsumer:
             raise self.failure
         return {p: self.ends[p] for p in partitions}
 
-    def position(self, partition: TopicPartition, timeout_ms: int) -> int:
+    def position(self, partition: TopicPartition, timeout_ms: int) -> int | None:
         return self.positions[partition]
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
@@ -45,7 +47,8 @@ class Watched:
         self.now = 0.0
         self.rejoins = 0
         self.consumer = consumer
-        self.watch = StallWatch(consumer, self._rejoin, clock=lambda: self.now)
+        self.stored = {FIRST: 25, SECOND: 3}
+        self.watch = StallWatch(consumer, self._rejoin, self.stored.__getitem__, lambda: self.now)
 
     def _rejoin(self) -> None:
         self.rejoins += 1
@@ -110,3 +113,15 @@ def test_a_check_the_broker_cannot_answer_changes_nothing() -> None:
     watched.idle_after(StallWatch.CHECK_SECONDS)
     assert consumer.sought == []
     assert watched.rejoins == 0
+
+
+def test_a_partition_whose_position_stays_unresolved_is_sought_to_its_stored_position() -> None:
+    consumer = StillConsumer({FIRST: None, SECOND: 7}, {FIRST: 90, SECOND: 7})
+    watched = Watched(consumer)
+    watched.idle_after(StallWatch.CHECK_SECONDS)
+    assert consumer.sought == []
+    watched.idle_after(StallWatch.CHECK_SECONDS)
+    assert consumer.sought == [(FIRST, 25)]
+    assert consumer.resumed == [FIRST]
+    watched.idle_after(StallWatch.CHECK_SECONDS)  # still unresolved
+    assert watched.rejoins == 1
