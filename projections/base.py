@@ -368,21 +368,11 @@ class ProjectionWriter:
         events were batched, so the rows are those of the incremental run. The histories
         are not cached: a replay meets each offender once.
         """
-        histories = {oid: OffenderHistory(str(oid), "") for oid in batch.offender_ids}
-        applied = 0
-        for delivery, document in zip(batch.deliveries, batch.documents, strict=True):
-            applied += _fold(
-                histories,
-                delivery.originator_id,
-                delivery.originator_version,
-                delivery.event,
-                document,
-            )
-        stored = list(histories.values())
+        stored = list(batch.histories.values())
         with self.database.transaction() as tx:
             self._store(tx, stored, batch.history_json)
             self.projection.refresh(tx, stored)
-        return applied
+        return batch.applied
 
     def store_position(self, upstream: str, position: int) -> None:
         with self.database.transaction() as tx:
@@ -473,9 +463,31 @@ class ReplayBatch:
     # In (stream, version) order; a fact as its fact document, if the reader had it.
     deliveries: Sequence[Delivery]
 
+    @property
+    def histories(self) -> dict[UUID, OffenderHistory]:
+        """The offenders' histories, folded once for every projection replaying the batch.
+
+        Shared: a projection only reads them, and keeps what it derives in their ``memo``
+        under keys of its own, so what projections share (the typed events) is built once
+        too. Folding them again for each projection was a tenth of a rebuild's time."""
+        return self._folded[0]
+
+    @property
+    def applied(self) -> int:
+        """How many of the events the histories hold (a version met twice counts once)."""
+        return self._folded[1]
+
     @functools.cached_property
-    def offender_ids(self) -> list[UUID]:
-        return list(dict.fromkeys(d.originator_id for d in self.deliveries))
+    def _folded(self) -> tuple[dict[UUID, OffenderHistory], int]:
+        histories: dict[UUID, OffenderHistory] = {}
+        applied = 0
+        for delivery, document in zip(self.deliveries, self.documents, strict=True):
+            offender_id = delivery.originator_id
+            if offender_id not in histories:
+                histories[offender_id] = OffenderHistory(str(offender_id), "")
+            version = delivery.originator_version
+            applied += _fold(histories, offender_id, version, delivery.event, document)
+        return histories, applied
 
     @functools.cached_property
     def documents(self) -> list[dict[str, Any] | None]:
@@ -565,6 +577,8 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     used as it is; one delivered as its document only is built here, when a projection
     first asks)."""
     memo: list[ev.InterchangeEvent] | None = history.memo.get("events")
+    if memo is not None and len(memo) == len(history.documents):
+        return list(memo)  # built in this batch already (a replay's histories are shared)
     if memo is None or len(memo) != history.known_before:
         memo = events_of(OffenderHistory(
             history.offender_id, history.mappa_ref,
