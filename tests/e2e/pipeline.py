@@ -184,8 +184,15 @@ class Pipeline:
             logs = "\n".join(f"--- {label}:\n{self.log(label, 1500)}" for label in self.processes)
             raise AssertionError(
                 f"{timed_out}; still behind: {self.behind(projections, relays)}\n"
-                f"{self.diagnosis(projections)}\n{logs}"
+                f"{self._diagnosis_or_why_not(projections)}\n{logs}"
             ) from None
+
+    def _diagnosis_or_why_not(self, projections: tuple[str, ...]) -> str:
+        # The timeout is what the test reports: a diagnosis that fails must not hide it.
+        try:
+            return self.diagnosis(projections)
+        except Exception as error:
+            return f"(no diagnosis: {error!r})"
 
     def diagnosis(self, projections: tuple[str, ...] = PROJECTIONS) -> str:
         """For a pipeline that did not settle: each projector group's partitions (offset
