@@ -12,7 +12,9 @@ follows on that partition nothing would ever commit it again: the group would sh
 that is not there, for ever. So :class:`OffsetHints` keeps every offset it has not seen
 confirmed, and commits it again when the consumer is idle; and on every assignment it
 queues the stored position of each partition it was given, so that whichever process gets
-a partition makes its committed offset true, even one another process failed to commit.
+a partition makes its committed offset true, even one another process failed to commit. A
+partition taken from a process is never committed by it again (until it is given back): its
+late commit would overwrite the new holder's newer offset.
 
 :class:`StallWatch` looks, while the consumer is idle, for a partition whose messages wait
 but are never fetched, and gets it moving again; :class:`GroupMembership` puts the three
