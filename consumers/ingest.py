@@ -69,6 +69,15 @@ class Summary:
         }
 
 
+class StillConflicting(IntegrityError):
+    """A batch refused by the store at every attempt. Another writer may have stored the
+    same messages (and moved the consumer's position past them), or the database went away
+    mid-save (the library then reports a tracking write it could not confirm as a conflict).
+    Either way deciding the same batch again at once cannot succeed: a consumer's retry
+    policy waits it out and reads its position and the batch afresh (``consumers.runtime``
+    counts it, an ``IntegrityError``, among the transient errors)."""
+
+
 class IngestService:
     """Decides and stores batches of reported facts."""
 
@@ -96,6 +105,7 @@ class IngestService:
         ``before_commit`` sees the verdicts before anything is stored (the Kafka consumer
         sends rejections to the dead-letter topic then, so none is lost to a crash).
         """
+        refused: IntegrityError | None = None
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             try:
                 started = time.perf_counter()
@@ -115,9 +125,10 @@ class IngestService:
                     "store": time.perf_counter() - told,
                     "attempts": attempt,
                 }
-            except IntegrityError:
-                log.warning("concurrent write, deciding again", attempt=attempt)
+            except IntegrityError as error:
+                log.warning("concurrent write, deciding again", attempt=attempt, error=str(error))
                 self._cache.clear()
+                refused = error
                 continue
             except BaseException:
                 # Cached offenders may hold decisions that were never stored.
@@ -125,7 +136,9 @@ class IngestService:
                 raise
             self._remember(offenders)
             return results
-        raise RuntimeError(f"batch still conflicting after {self.MAX_ATTEMPTS} attempts")
+        raise StillConflicting(
+            f"batch still conflicting after {self.MAX_ATTEMPTS} attempts"
+        ) from refused
 
     def _decide(
         self, batch: Sequence[tuple[int, ReportedFact]]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from consumers.ingest import IngestService, Verdict
+from consumers.ingest import IngestService, StillConflicting, Verdict
+from consumers.runtime import _transient_errors
 from domain import events as ev
 from domain.offender import KnownEvent, Offender
 from tests.builders import History
@@ -114,3 +115,19 @@ def test_two_writers_deciding_on_one_offender_at_once_lose_no_event(
         from_first.event_id,
         from_second.event_id,
     }
+
+
+def test_a_batch_refused_at_every_attempt_gives_up_with_an_error_consumers_wait_out(
+    tracker_factory: TrackerFactory,
+) -> None:
+    # Another writer has stored the consumer's position past this batch's: deciding the
+    # same batch again can never be saved. The consumer's retry policy must wait it out
+    # (and read its position afresh), not stop the process.
+    tracker = tracker_factory()
+    first, second = lifecycle("WM-000001").facts(), lifecycle("WM-000002").facts()
+    tracker.ingest_service().ingest(list(enumerate(first)), tracking=Tracking("inbound-0", 50))
+    with pytest.raises(StillConflicting) as refused:
+        tracker.ingest_service().ingest(list(enumerate(second)), tracking=Tracking("inbound-0", 41))
+    assert isinstance(refused.value, _transient_errors())
+    assert tracker.records.recorder.max_tracking_id("inbound-0") == 50
+    assert tracker.records.offenders([ev.offender_id_for("WM-000002")]) == {}
