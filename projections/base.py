@@ -577,18 +577,21 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     used as it is; one delivered as its document only is built here, when a projection
     first asks)."""
     memo: list[ev.InterchangeEvent] | None = history.memo.get("events")
-    if memo is not None and len(memo) == len(history.documents):
-        return list(memo)  # built in this batch already (a replay's histories are shared)
-    if memo is None or len(memo) != history.known_before:
+    # A memo holds the typed events of the history's first documents: all of those known
+    # before this batch, and perhaps some of this batch's already (a replay's histories are
+    # shared by the projections replaying them). Anything else is built again.
+    known = history.known_before
+    if memo is None or not known <= len(memo) <= len(history.documents):
         memo = events_of(OffenderHistory(
-            history.offender_id, history.mappa_ref,
-            documents=history.documents[: history.known_before],
+            history.offender_id, history.mappa_ref, documents=history.documents[:known],
         ))  # fmt: skip
-    added = history.documents[history.known_before :]
+    built = len(memo)
     offender_id = UUID(history.offender_id)
     memo.extend(
         fact if fact is not None else _event_of(document, offender_id)
-        for document, fact in zip(added, history.new_facts, strict=True)
+        for document, fact in zip(
+            history.documents[built:], history.new_facts[built - known :], strict=True
+        )
     )
     history.memo["events"] = memo
     return list(memo)
