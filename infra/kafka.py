@@ -59,7 +59,7 @@ class Topics:
 
 
 @contextmanager
-def _admin(bootstrap: str) -> Iterator[Any]:
+def admin_client(bootstrap: str) -> Iterator[Any]:
     """A Kafka admin client, closed after use."""
     from kafka.admin import KafkaAdminClient
 
@@ -74,7 +74,7 @@ def ensure_topics(bootstrap: str, topics: Topics) -> None:
     """Create the pipeline's topics if missing (idempotent), and wait until they are usable."""
     from kafka.errors import TopicAlreadyExistsError
 
-    with _admin(bootstrap) as admin:
+    with admin_client(bootstrap) as admin:
         existing = set(admin.list_topics())
         wanted = {
             name: {"num_partitions": count, "replication_factor": 1}
@@ -211,7 +211,7 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
 
 def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
     """Delete those of these topics that exist."""
-    with _admin(bootstrap) as admin:
+    with admin_client(bootstrap) as admin:
         existing = set(admin.list_topics())
         doomed = [name for name in names if name in existing]
         if doomed:
@@ -220,5 +220,5 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 
 def topics_named_from(bootstrap: str, prefix: str) -> list[str]:
     """The broker's topics whose names begin with ``prefix``."""
-    with _admin(bootstrap) as admin:
+    with admin_client(bootstrap) as admin:
         return sorted(name for name in admin.list_topics() if name.startswith(prefix))

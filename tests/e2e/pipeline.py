@@ -22,7 +22,7 @@ from typing import Any
 
 from consumers.relay import relayed_everything
 from infra.bootstrap import Tracker, bootstrap, topics
-from infra.kafka import delete_topics, group_lag, topics_named_from
+from infra.kafka import admin_client, delete_topics, group_lag, topics_named_from
 from infra.settings import Settings
 from tests.conftest import _create_schema, _drop_schema, database_url_for_tests
 
@@ -253,17 +253,13 @@ def produce(topic: str, per_partition: range, partitions: int = 2) -> None:
 @contextmanager
 def scratch_topic(prefix: str, partitions: int = 2) -> Iterator[str]:
     """A topic of its own for a test, deleted afterwards."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(), client_id=prefix)
-    try:
+    with admin_client(kafka_bootstrap()) as admin:
         admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
         yield name
         admin.delete_topics([name])
-    finally:
-        admin.close()
 
 
 def kcat_producer(topic: str) -> list[str]:
