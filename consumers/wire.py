@@ -9,6 +9,7 @@ the tracker's own findings (data-quality queries) travel as their fields.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, cast
 from uuid import UUID
@@ -105,11 +106,18 @@ class DecodedMessage(NamedTuple):
     event: ev.OffenderEvent | None
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def offender_uuid(text: str) -> UUID:
+    """The offender id spelt ``text``: every message names one, and an offender has many
+    messages; ``UUID(text)`` took 2 us, as long as decoding the whole message."""
+    return UUID(text)
+
+
 def decode_message(value: bytes) -> DecodedMessage:
     """Decode a message of the topic; raises ``ValueError`` on anything else."""
     try:
         message = orjson.loads(value)
-        offender_id = UUID(message["offenderId"])
+        offender_id = offender_uuid(message["offenderId"])
         version = int(message["version"])
         if "document" in message:
             document = message["document"]
@@ -123,9 +131,12 @@ def decode_message(value: bytes) -> DecodedMessage:
                 raise ValueError("personReference.identifiers is not a list")
             for key in ("eventId", "source", "area"):
                 document[key]
-            # ``document_of`` puts recordedAt last, in the event's own ISO spelling.
-            fact = {**document, "recordedAt": recorded_at.isoformat()}
-            return DecodedMessage(offender_id, version, fact, None)
+            # The fact document: ``document_of`` puts recordedAt last, in the event's own ISO
+            # spelling (added in place: copying every document was a twentieth of a
+            # projector's time).
+            document.pop("recordedAt", None)
+            document["recordedAt"] = recorded_at.isoformat()
+            return DecodedMessage(offender_id, version, document, None)
         event_class = resolve_topic(message["topic"])
         event: ev.OffenderEvent = event_class(
             originator_id=offender_id,
