@@ -25,7 +25,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -52,35 +52,123 @@ _COMMON_TABLES = (
 _COMPRESSED_COLUMNS = (("projection_histories", "history"),)
 
 
-@dataclass
 class OffenderHistory:
-    offender_id: str
-    mappa_ref: str
-    version: int = 0
-    documents: History = field(default_factory=list)
-    changed: bool = False
-    # How many documents the history had before this batch: the rest arrived in it.
-    known_before: int = 0
-    # The typed events applied in this batch, in stream order: the tracker's own findings
-    # (data-quality queries), and facts delivered as events. Not stored: only ``documents``
-    # are kept between batches.
-    new_events: list[ev.OffenderEvent] = field(default_factory=list)
-    # The typed event of each document added in this batch, None where the fact came as its
-    # document only (``typed_events`` builds it, if a projection asks).
-    new_facts: list[ev.InterchangeEvent | None] = field(default_factory=list)
-    # Whatever a projection keeps between batches to avoid refolding a history (in memory
-    # only, with the history, in the writer's cache).
-    memo: dict[str, Any] = field(default_factory=dict)
-    # The JSON of the first ``encoded_count`` documents, as last stored or read (documents
-    # are only ever appended): see ``encode``.
-    encoded: str | None = None
-    encoded_count: int = 0
+    """One offender's history as a projection holds it: the fact documents, kept in arrival
+    order, with the stream version last applied and what the projection derived from them.
+
+    Between batches, in a writer's cache, a history may keep its documents as their JSON
+    only (``shed``): decoded, they took five times the memory, half of a cached history,
+    while most batches only need the documents they add (``documents_since``). Reading
+    ``documents`` decodes them again.
+    """
+
+    __slots__ = (
+        "_appended",
+        "_decoded",
+        "_shed_count",
+        "changed",
+        "encoded",
+        "encoded_count",
+        "known_before",
+        "mappa_ref",
+        "memo",
+        "new_events",
+        "new_facts",
+        "offender_id",
+        "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        offender_id: str,
+        mappa_ref: str,
+        version: int = 0,
+        documents: History | None = None,
+        *,
+        known_before: int = 0,
+        encoded: str | None = None,
+        encoded_count: int = 0,
+    ) -> None:
+        self.offender_id = offender_id
+        self.mappa_ref = mappa_ref
+        self.version = version
+        self.changed = False
+        # How many documents the history had before this batch: the rest arrived in it.
+        self.known_before = known_before
+        # The typed events applied in this batch, in stream order: the tracker's own
+        # findings (data-quality queries), and facts delivered as events. Not stored: only
+        # the documents are kept between batches.
+        self.new_events: list[ev.OffenderEvent] = []
+        # The typed event of each document added in this batch, None where the fact came as
+        # its document only (``typed_events`` builds it, if a projection asks).
+        self.new_facts: list[ev.InterchangeEvent | None] = []
+        # Whatever a projection keeps between batches to avoid refolding a history (in
+        # memory only, with the history, in the writer's cache).
+        self.memo: dict[str, Any] = {}
+        # The JSON of the first ``encoded_count`` documents, as last stored or read
+        # (documents are only ever appended): see ``encode``.
+        self.encoded = encoded
+        self.encoded_count = encoded_count
+        # The documents, decoded; None when shed: then the first ``_shed_count`` are in
+        # ``encoded`` only (which may hold more, once encoded again), and ``_appended`` holds
+        # those appended since.
+        self._decoded: History | None = [] if documents is None else documents
+        self._shed_count = 0
+        self._appended: History = []
+
+    def __repr__(self) -> str:
+        return (
+            f"OffenderHistory({self.offender_id!r}, {self.mappa_ref!r}, "
+            f"version={self.version}, documents={self.document_count})"
+        )
+
+    @property
+    def documents(self) -> History:
+        """Every document, in arrival order (decoded from ``encoded`` if shed)."""
+        if self._decoded is None:
+            assert self.encoded is not None, "a history is shed only with its JSON"
+            self._decoded = [*orjson.loads(self.encoded)[: self._shed_count], *self._appended]
+            self._appended = []
+        return self._decoded
+
+    @property
+    def document_count(self) -> int:
+        if self._decoded is None:
+            return self._shed_count + len(self._appended)
+        return len(self._decoded)
+
+    def documents_since(self, start: int) -> History:
+        """The documents from the ``start``-th on, decoding none of those before it."""
+        if self._decoded is None and start >= self._shed_count:
+            return self._appended[start - self._shed_count :]
+        return self.documents[start:]
+
+    @property
+    def added_documents(self) -> History:
+        """The documents added in this batch."""
+        return self.documents_since(self.known_before)
+
+    def append(self, document: dict[str, Any]) -> None:
+        if self._decoded is None:
+            self._appended.append(document)
+        else:
+            self._decoded.append(document)
 
     def begin_batch(self) -> None:
-        self.known_before = len(self.documents)
+        self.known_before = self.document_count
         self.changed = False
         self.new_events = []
         self.new_facts = []
+
+    def shed(self) -> None:
+        """Keep the documents as their JSON only, and forget the typed events made of them
+        (to be kept in a cache; ``typed_events`` builds them again if asked); call after
+        ``encode``."""
+        self.new_events, self.new_facts = [], []
+        self.memo.pop(_TYPED_EVENTS, None)
+        count = self.document_count
+        if self.encoded is not None and self.encoded_count == count:
+            self._decoded, self._shed_count, self._appended = None, count, []
 
     def encode(self) -> str:
         """The JSON of the whole history, as ``orjson.dumps(documents)`` spells it.
@@ -88,13 +176,13 @@ class OffenderHistory:
         Made by appending the JSON of the documents added since it was last made: encoding
         the whole history again at every batch was a seventh of a projector's time.
         """
-        count = len(self.documents)
+        count = self.document_count
         if self.encoded is None or self.encoded_count > count:
             text = orjson.dumps(self.documents).decode()
         elif self.encoded_count == count:
             return self.encoded
         else:
-            added = orjson.dumps(self.documents[self.encoded_count :]).decode()
+            added = orjson.dumps(self.documents_since(self.encoded_count)).decode()
             text = added if self.encoded_count == 0 else f"{self.encoded[:-1]},{added[1:]}"
         self.encoded, self.encoded_count = text, count
         return text
@@ -132,6 +220,10 @@ class Projection(ABC):
     """A view derived from offenders' histories. Subclasses are pure apart from SQL."""
 
     name: str
+    # Whether ``refresh`` reads every document of the histories it is given, at nearly every
+    # batch (victim alerts): then a writer's cache keeps them decoded. Otherwise it keeps
+    # them as their JSON only, and a projection decoding them all is the exception.
+    reads_every_document: bool = False
 
     @abstractmethod
     def create_tables(self, tx: Transaction) -> None: ...
@@ -276,15 +368,20 @@ class ProjectionWriter:
     rebalance, and then the stored history is read again.
     """
 
-    # Bounded so that a national-scale catch-up stays well under a GiB per process (some
-    # 25 KiB a history); a history not cached is read and decoded again, which at 10,000
-    # made a national catch-up 40% slower than with every offender cached.
+    # Bounded so that a national-scale catch-up stays well under a GiB per process: some
+    # 25 KiB a history kept decoded, 7 shed (see ``OffenderHistory.shed``; measured over a
+    # 20,000-offender topic). A history not cached is read and decoded again, which at
+    # 10,000 made a national catch-up 40% slower than with every offender cached.
     CACHE_SIZE = 20_000
+    SHED_CACHE_SIZE = 40_000
 
     def __init__(self, database: ViewDatabase, projection: Projection) -> None:
         self.database = database
         self.projection = projection
         self._cache: OrderedDict[UUID, OffenderHistory] = OrderedDict()
+        self.cache_size = (
+            self.CACHE_SIZE if projection.reads_every_document else self.SHED_CACHE_SIZE
+        )
 
     def create_tables(self) -> None:
         with self.database.transaction() as tx:
@@ -448,10 +545,13 @@ class ProjectionWriter:
         )
 
     def _remember(self, changed: Mapping[UUID, OffenderHistory]) -> None:
+        shed = not self.projection.reads_every_document
         for key, history in changed.items():
+            if shed:
+                history.shed()
             self._cache[key] = history
             self._cache.move_to_end(key)
-        while len(self._cache) > self.CACHE_SIZE:
+        while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
 
@@ -532,7 +632,7 @@ def _fold(
         if document is None:
             assert event is not None  # a delivery has one or the other
             document = event.to_document(with_recorded_at=True)
-        history.documents.append(document)
+        history.append(document)
         history.new_facts.append(event)
         if not history.mappa_ref:
             history.mappa_ref = mappa_ref_of(document["personReference"]["identifiers"])
@@ -571,17 +671,21 @@ def _event_of(document: dict[str, Any], offender_id: UUID) -> ev.InterchangeEven
     )
 
 
+# The memo key of a history's typed events (see ``typed_events``).
+_TYPED_EVENTS = "events"
+
+
 def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     """The typed events of a history, kept in the history's memo between batches so that
     only the documents new in this batch are ever built (a fact delivered as its event is
     used as it is; one delivered as its document only is built here, when a projection
     first asks)."""
-    memo: list[ev.InterchangeEvent] | None = history.memo.get("events")
+    memo: list[ev.InterchangeEvent] | None = history.memo.get(_TYPED_EVENTS)
     # A memo holds the typed events of the history's first documents: all of those known
     # before this batch, and perhaps some of this batch's already (a replay's histories are
     # shared by the projections replaying them). Anything else is built again.
     known = history.known_before
-    if memo is None or not known <= len(memo) <= len(history.documents):
+    if memo is None or not known <= len(memo) <= history.document_count:
         memo = events_of(OffenderHistory(
             history.offender_id, history.mappa_ref, documents=history.documents[:known],
         ))  # fmt: skip
@@ -590,11 +694,25 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     memo.extend(
         fact if fact is not None else _event_of(document, offender_id)
         for document, fact in zip(
-            history.documents[built:], history.new_facts[built - known :], strict=True
+            history.documents_since(built), history.new_facts[built - known :], strict=True
         )
     )
-    history.memo["events"] = memo
+    history.memo[_TYPED_EVENTS] = memo
     return list(memo)
+
+
+def added_typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
+    """The typed events of the documents added in this batch, as ``typed_events`` gives
+    them, without building those of the documents before them."""
+    memo: list[ev.InterchangeEvent] | None = history.memo.get(_TYPED_EVENTS)
+    known = history.known_before
+    if memo is not None and known <= len(memo) <= history.document_count:
+        return typed_events(history)[known:]
+    offender_id = UUID(history.offender_id)
+    return [
+        fact if fact is not None else _event_of(document, offender_id)
+        for document, fact in zip(history.added_documents, history.new_facts, strict=True)
+    ]
 
 
 HISTORY_ROWS_ON_POSTGRES = (

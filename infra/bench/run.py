@@ -1275,12 +1275,11 @@ def limits(bench: Bench) -> dict[str, str]:
     )
     from projections.base import ProjectionWriter
 
-    cached = getattr(ProjectionWriter, "CACHE_SIZE", None)
     held = (
-        f"each projection writer keeps up to {cached:,} offender histories in memory"
-        " (`ProjectionWriter.CACHE_SIZE`), "
-        if cached
-        else "the histories of a batch's offenders are held in memory, "
+        f"each projection writer keeps up to {ProjectionWriter.SHED_CACHE_SIZE:,} offender"
+        " histories in memory, their documents as JSON between batches"
+        f" (`ProjectionWriter.SHED_CACHE_SIZE`; victim alerts, which read every document,"
+        f" {ProjectionWriter.CACHE_SIZE:,} decoded), "
     )
     for key in figures.items:
         if key.startswith("memory."):

@@ -18,6 +18,7 @@ from typing import Any
 from projections.base import (
     OffenderHistory,
     Projection,
+    added_typed_events,
     events_of,
     in_list,
     load_histories,
@@ -139,13 +140,12 @@ def _snapshot_of(history: OffenderHistory) -> Snapshot:
     from the database, the whole history is folded again. Folding every history again at
     every batch was a quarter of the projector's time.
     """
-    events = typed_events(history)
     kept: SnapshotFold | None = history.memo.get(_FOLD)
     if history.memo.get(_FOLDED) != history.known_before:
         kept = None
-    if kept is None or not kept.extended(events[history.known_before :]):
-        kept = SnapshotFold.of(events)
-    history.memo[_FOLD], history.memo[_FOLDED] = kept, len(history.documents)
+    if kept is None or not kept.extended(added_typed_events(history)):
+        kept = SnapshotFold.of(typed_events(history))
+    history.memo[_FOLD], history.memo[_FOLDED] = kept, history.document_count
     return kept.snapshot(history.offender_id, history.mappa_ref)
 
 

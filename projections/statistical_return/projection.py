@@ -59,7 +59,7 @@ class StatisticalReturnProjection(Projection):
             [
                 (h.offender_id, area)
                 for h in offenders
-                for area in sorted(_areas_named(h.documents[h.known_before :]))
+                for area in sorted(_areas_named(h.added_documents))
             ],
         )
         changed = [(h.offender_id, timeline) for h in offenders for timeline in _changed(h)]
@@ -92,17 +92,17 @@ def _changed(history: OffenderHistory) -> list[OffenderTimeline | None]:
     changed timeline from scratch was a fifth of the projector's time.
     """
     memo = history.memo
-    added = history.documents[history.known_before :]
+    added = history.added_documents
     kept = memo.get(_BUILT_FROM) == history.known_before
     if kept and leaves_timeline_as_it_was(memo.get(_TIMELINE), added):
-        memo[_BUILT_FROM] = len(history.documents)
+        memo[_BUILT_FROM] = history.document_count
         memo[_FOLD].passed_over(added)
         return []
     fold = memo.get(_FOLD) if kept else None
     if fold is None or not fold.extended(added):
         fold = TimelineFold.of(history.documents)
     memo[_FOLD], memo[_TIMELINE] = fold, fold.timeline()
-    memo[_BUILT_FROM] = len(history.documents)
+    memo[_BUILT_FROM] = history.document_count
     return [memo[_TIMELINE]]
 
 

@@ -42,6 +42,7 @@ _ALERT_FIELDS = (
 
 class VictimAlertsProjection(Projection):
     name = NAME
+    reads_every_document = True  # every judged history is judged over all its documents
 
     def __init__(self, lead_times: LeadTimes, clock: Callable[[], datetime] | None = None) -> None:
         self.lead_times = lead_times

@@ -52,18 +52,23 @@ def batches(documents: tuple[Document, ...], rng: random.Random) -> list[list[Do
     return [list(documents[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-def delivered(seed: int) -> Iterator[tuple[OffenderHistory, bool]]:
+def delivered(seed: int, shed: bool = False) -> Iterator[tuple[OffenderHistory, bool]]:
     """Every generated history, batch after batch as a writer would hold it, with whether
-    the batch is the history's first (random cuts, the same for a seed)."""
+    the batch is the history's first (random cuts, the same for a seed); ``shed``: kept
+    between batches with its documents as JSON only, as a writer's cache keeps it."""
     rng = random.Random(seed)
     for number, documents in enumerate(generated_histories()):
         history = OffenderHistory(f"00000000-0000-0000-0000-{number:012d}", "")
         for index, batch in enumerate(batches(documents, rng)):
             history.begin_batch()
-            history.documents.extend(batch)
+            for document in batch:
+                history.append(document)
             history.mappa_ref = batch[0]["personReference"]["identifiers"][0]["value"]
             history.new_facts.extend([None] * len(batch))
             yield history, index == 0
+            if shed:
+                history.encode()
+                history.shed()
 
 
 def test_generated_histories_have_what_makes_a_fold_start_again() -> None:
@@ -99,12 +104,13 @@ def count_folds_from_scratch(monkeypatch: pytest.MonkeyPatch, fold: type[Any]) -
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("delivered_as", ["documents", "events"])
+@pytest.mark.parametrize("shed", [False, True], ids=["kept-decoded", "kept-as-json"])
 def test_snapshots_kept_between_batches_equal_those_folded_from_scratch(
-    seed: int, delivered_as: str, monkeypatch: pytest.MonkeyPatch
+    seed: int, delivered_as: str, shed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folds = count_folds_from_scratch(monkeypatch, SnapshotFold)
     refreshes = 0
-    for history, _ in delivered(seed):
+    for history, _ in delivered(seed, shed):
         if delivered_as == "events":
             history.new_facts = events_of(history)[history.known_before :]  # type: ignore[assignment]
         kept = caseload_projection._snapshot_of(history)
@@ -146,13 +152,14 @@ def test_a_fact_whose_retraction_arrived_first_is_never_folded_in() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("shed", [False, True], ids=["kept-decoded", "kept-as-json"])
 def test_timelines_kept_between_batches_equal_those_built_from_scratch(
-    seed: int, monkeypatch: pytest.MonkeyPatch
+    seed: int, shed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folds = count_folds_from_scratch(monkeypatch, TimelineFold)
     reused = built = 0
     stored = None
-    for history, first_batch in delivered(seed):
+    for history, first_batch in delivered(seed, shed):
         if first_batch:
             stored = None
         changed = return_projection._changed(history)
@@ -201,10 +208,11 @@ def test_a_fact_at_the_first_instant_is_never_taken_as_leaving_the_timeline() ->
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_caseload_rows_left_unwritten_are_those_already_stored(seed: int) -> None:
+@pytest.mark.parametrize("shed", [False, True], ids=["kept-decoded", "kept-as-json"])
+def test_caseload_rows_left_unwritten_are_those_already_stored(seed: int, shed: bool) -> None:
     written = skipped = 0
     stored = None
-    for history, first_batch in delivered(seed):
+    for history, first_batch in delivered(seed, shed):
         if first_batch:
             stored = None
         changed = caseload_projection._changed_snapshot(history)

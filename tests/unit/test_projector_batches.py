@@ -67,7 +67,8 @@ def test_a_projector_keeping_up_stores_what_came_after_one_poll_that_returns_not
 
 
 def test_a_batch_stops_growing_at_max_batch_messages() -> None:
-    consumer = ScriptedConsumer(*({FIRST: messages(n * 1000, 1000)} for n in range(1, 20)))
+    polls = KafkaProjector.MAX_BATCH // 1000 + 5  # more than a batch takes
+    consumer = ScriptedConsumer(*({FIRST: messages(n * 1000, 1000)} for n in range(1, polls)))
     batch = batch_of(consumer, {FIRST: messages(0, 1000)})
     assert len(batch[FIRST]) == KafkaProjector.MAX_BATCH
     assert len(consumer.timeouts) == KafkaProjector.MAX_BATCH // 1000 - 1
