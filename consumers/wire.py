@@ -16,7 +16,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import Mapper, Notification
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import TopicError, resolve_topic
 
 from domain import events as ev
 from infra.storedjson import StoredJSON, stored_shape, stored_state
@@ -145,7 +145,8 @@ def decode_message(value: bytes) -> DecodedMessage:
             **message["fields"],
         )
         return DecodedMessage(offender_id, version, None, event)
-    except (KeyError, TypeError, ValueError) as error:  # orjson.JSONDecodeError is one
+    # orjson.JSONDecodeError is a ValueError; TopicError: a topic no event class has.
+    except (KeyError, TypeError, ValueError, TopicError) as error:
         raise ValueError(f"not an offender event message: {error}") from error
 
 

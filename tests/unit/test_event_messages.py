@@ -1,0 +1,65 @@
+"""A message of the offender-events topic that the relay could not have written is refused
+with a ValueError saying what is wrong (a projector logs it and passes over it), whatever is
+wrong with it; a good one is decoded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from consumers.wire import decode_message
+
+OFFENDER = "00000000-0000-0000-0000-000000000001"
+QUERY_CLEARED = "mappa.data-quality-query-cleared.v1"
+DOCUMENT = {
+    "eventId": "e-1", "eventType": "custody.received", "version": 1,
+    "occurredAt": "2024-01-01T09:00:00+00:00", "source": {"agency": "HMPPS"},
+    "personReference": {"identifiers": [{"type": "MAPPA", "value": "WM-1"}]}, "area": "WM",
+    "additionalInformation": {},
+}  # fmt: skip
+
+
+def message(**changes: Any) -> bytes:
+    fields: dict[str, Any] = {
+        "wire": 1, "notificationId": 1, "offenderId": OFFENDER, "version": 1,
+        "topic": "mappa.custody.received.v1", "recordedAt": "2024-01-02T10:00:00+00:00",
+        "document": dict(DOCUMENT),
+    }  # fmt: skip
+    fields.update(changes)
+    return orjson.dumps({key: value for key, value in fields.items() if value is not None})
+
+
+def test_a_fact_message_is_decoded_to_its_fact_document_with_when_it_was_recorded() -> None:
+    decoded = decode_message(message())
+    assert str(decoded.offender_id) == OFFENDER and decoded.version == 1
+    assert decoded.document == {**DOCUMENT, "recordedAt": "2024-01-02T10:00:00+00:00"}
+    assert list(decoded.document)[-1] == "recordedAt"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (b"not json", "not an offender event message"),
+        (message(offenderId="not-a-uuid"), "badly formed"),
+        (message(version="one"), "invalid literal"),
+        (message(document={**DOCUMENT, "eventType": "no.such-type"}), "no.such-type"),
+        (message(document={**DOCUMENT, "occurredAt": "yesterday"}), "yesterday"),
+        (message(document=None, topic="mappa.no-such-event.v1", fields={}), "no-such-event"),
+        (
+            message(document=None, topic=QUERY_CLEARED, fields={"unknown_field": 1}),
+            "unknown_field",
+        ),
+    ],
+    ids=[
+        "not-json", "bad-offender-id", "bad-version", "unknown-event-type", "bad-instant",
+        "unknown-topic", "unknown-field",
+    ],
+)  # fmt: skip
+def test_a_message_the_relay_could_not_have_written_is_refused_saying_what_is_wrong(
+    value: bytes, named: str
+) -> None:
+    with pytest.raises(ValueError, match="not an offender event message") as refused:
+        decode_message(value)
+    assert named in str(refused.value)
