@@ -35,6 +35,7 @@ from uuid import UUID
 import structlog
 
 from infra.bootstrap import NOTIFICATION_LOG, Tracker, bootstrap
+from infra.process import collector_paused
 from infra.settings import Settings
 from infra.storedjson import delivery_of
 from projections.base import ReplayBatch
@@ -133,12 +134,13 @@ def replay(
     start, below = offenders
     mapper = tracker.records.mapper
     for stored in tracker.records.streams(start, below, upto, page):
-        # Decoded once for every projection
-        batch = ReplayBatch([delivery_of(event, mapper) for event in stored])
-        for name, writer in writers.items():
-            applied[name] += writer.replay(batch)
-            if on_batch:
-                on_batch(name, len(stored))
+        with collector_paused():  # see there: a page's events live until it is stored
+            # Decoded once for every projection
+            batch = ReplayBatch([delivery_of(event, mapper) for event in stored])
+            for name, writer in writers.items():
+                applied[name] += writer.replay(batch)
+                if on_batch:
+                    on_batch(name, len(stored))
     return applied
 
 
