@@ -98,9 +98,7 @@ class KafkaProjector:
                     partial(self.consumer.poll, timeout_ms=500), shutdown, f"poll for {name}"
                 )
                 if polled:
-                    polled = self._with_what_is_ready(polled)
-                    with_retries(partial(self._project, polled), shutdown, f"project {name}")
-                    membership.stored(polled)
+                    self._store_batch(polled, membership, shutdown)
                 else:
                     membership.idle()
         except Stopped:
@@ -108,6 +106,22 @@ class KafkaProjector:
         finally:
             self.consumer.close()
             log.info("projector stopped", projection=name)
+
+    def _store_batch(
+        self,
+        polled: Mapping[TopicPartition, Sequence[Any]],
+        membership: GroupMembership,
+        shutdown: Shutdown,
+    ) -> None:
+        """Take the polls ready after ``polled`` into one batch and store it, with the
+        collector paused until the batch's messages are let go (see ``collector_paused``):
+        the collection that follows walks what the batch kept, not what it read."""
+        with collector_paused():
+            batch = self._with_what_is_ready(polled)
+            name = self.writer.projection.name
+            with_retries(partial(self._project, batch), shutdown, f"project {name}")
+            membership.stored(batch)
+            del batch
 
     def _with_what_is_ready(
         self, polled: Mapping[TopicPartition, Sequence[Any]]
@@ -127,10 +141,6 @@ class KafkaProjector:
     def _project(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
         """Every partition of one batch (a poll and those ready after it) in one
         transaction (see ``handle_all``)."""
-        with collector_paused():
-            return self._project_batch(polled)
-
-    def _project_batch(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> int:
         batches: dict[str, list[Delivery]] = {}
         for partition, messages in polled.items():
             deliveries = batches.setdefault(upstream_of(partition), [])

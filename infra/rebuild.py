@@ -133,8 +133,12 @@ def replay(
     applied = dict.fromkeys(names, 0)
     start, below = offenders
     mapper = tracker.records.mapper
-    for stored in tracker.records.streams(start, below, upto, page):
-        with collector_paused():  # see there: a page's events live until it is stored
+    # The collector paused for the whole replay (see there): each page lives until the next
+    # is read (the store's reader holds it), so pausing page by page left every page to be
+    # walked by the collection that followed, as a twelfth of the replay's time. Nothing
+    # outlives a page: the collector finds what little there is once the replay is done.
+    with collector_paused():
+        for stored in tracker.records.streams(start, below, upto, page):
             # Decoded once for every projection
             batch = ReplayBatch([delivery_of(event, mapper) for event in stored])
             for name, writer in writers.items():

@@ -12,6 +12,7 @@ import pytest
 from kafka import TopicPartition
 
 from consumers.projector import KafkaProjector
+from consumers.runtime import Shutdown
 from infra.process import collector_paused
 
 
@@ -74,13 +75,29 @@ class RecordingWriter:
         return sum(map(len, batches.values()))
 
 
+class NothingMoreReady:
+    def poll(self, timeout_ms: int) -> dict[Any, Any]:
+        return {}
+
+
+class RecordingMembership:
+    def __init__(self) -> None:
+        self.stored_batches: list[Any] = []
+
+    def stored(self, batch: Any) -> None:
+        self.stored_batches.append(batch)
+
+
 def test_a_kafka_projector_stores_a_batch_with_the_collector_paused() -> None:
     writer = RecordingWriter()
-    projector = KafkaProjector(writer, consumer=None, topic="events")  # type: ignore[arg-type]
+    projector = KafkaProjector(writer, consumer=NothingMoreReady(), topic="events")  # type: ignore[arg-type]
     value = orjson.dumps(
         {"wire": 1, "offenderId": "00000000-0000-0000-0000-000000000001", "version": 1,
          "topic": "mappa.unknown.v1", "recordedAt": "2024-01-01T00:00:00+00:00", "fields": {}}
     )  # fmt: skip
-    projector._project({TopicPartition("events", 0): [Message(0, value)]})
+    membership = RecordingMembership()
+    batch = {TopicPartition("events", 0): [Message(0, value)]}
+    projector._store_batch(batch, membership, Shutdown())  # type: ignore[arg-type]
     assert writer.collector_enabled == [False]
+    assert membership.stored_batches == [batch]
     assert gc.isenabled()
