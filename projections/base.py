@@ -680,23 +680,13 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     only the documents new in this batch are ever built (a fact delivered as its event is
     used as it is; one delivered as its document only is built here, when a projection
     first asks)."""
-    memo: list[ev.InterchangeEvent] | None = history.memo.get(_TYPED_EVENTS)
-    # A memo holds the typed events of the history's first documents: all of those known
-    # before this batch, and perhaps some of this batch's already (a replay's histories are
-    # shared by the projections replaying them). Anything else is built again.
-    known = history.known_before
-    if memo is None or not known <= len(memo) <= history.document_count:
+    memo = _usable_typed_events(history)
+    if memo is None:
         memo = events_of(OffenderHistory(
-            history.offender_id, history.mappa_ref, documents=history.documents[:known],
+            history.offender_id, history.mappa_ref,
+            documents=history.documents[: history.known_before],
         ))  # fmt: skip
-    built = len(memo)
-    offender_id = UUID(history.offender_id)
-    memo.extend(
-        fact if fact is not None else _event_of(document, offender_id)
-        for document, fact in zip(
-            history.documents_since(built), history.new_facts[built - known :], strict=True
-        )
-    )
+    memo.extend(_events_added_since(history, len(memo)))
     history.memo[_TYPED_EVENTS] = memo
     return list(memo)
 
@@ -704,14 +694,29 @@ def typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
 def added_typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent]:
     """The typed events of the documents added in this batch, as ``typed_events`` gives
     them, without building those of the documents before them."""
+    if _usable_typed_events(history) is not None:
+        return typed_events(history)[history.known_before :]
+    return _events_added_since(history, history.known_before)
+
+
+def _usable_typed_events(history: OffenderHistory) -> list[ev.InterchangeEvent] | None:
+    """The typed events kept in the history's memo, if usable: those of the history's first
+    documents, all of those known before this batch and perhaps some of this batch's already
+    (a replay's histories are shared by the projections replaying them)."""
     memo: list[ev.InterchangeEvent] | None = history.memo.get(_TYPED_EVENTS)
-    known = history.known_before
-    if memo is not None and known <= len(memo) <= history.document_count:
-        return typed_events(history)[known:]
+    if memo is None or not history.known_before <= len(memo) <= history.document_count:
+        return None
+    return memo
+
+
+def _events_added_since(history: OffenderHistory, start: int) -> list[ev.InterchangeEvent]:
+    """The typed events of the documents from the ``start``-th on (all added in this batch):
+    a fact delivered as its event as it is, one delivered as its document built from it."""
     offender_id = UUID(history.offender_id)
+    facts = history.new_facts[start - history.known_before :]
     return [
         fact if fact is not None else _event_of(document, offender_id)
-        for document, fact in zip(history.added_documents, history.new_facts, strict=True)
+        for document, fact in zip(history.documents_since(start), facts, strict=True)
     ]
 
 

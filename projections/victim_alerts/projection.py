@@ -185,7 +185,7 @@ def _facts_read(history: OffenderHistory) -> list[Fact]:
 def _may_change_alerts(history: OffenderHistory) -> bool:
     """Whether this batch's documents could raise or correct an alert: deriving them all
     again is the projection's main cost, and most facts cannot."""
-    new = history.documents[history.known_before :]
+    new = history.added_documents
     if any(d["eventType"] in _ALERT_RELEVANT for d in new):
         return True
     # A fact placed before every other moves the offender's first area, which addresses
