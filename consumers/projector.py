@@ -82,7 +82,7 @@ class KafkaProjector:
         self.writer = writer
         self.consumer = consumer
         self.topic = topic
-        kept_decoded = writer is not None and writer.projection.reads_every_document
+        kept_decoded = writer.projection.reads_every_document
         self.max_batch = self.MAX_BATCH_KEPT_DECODED if kept_decoded else self.MAX_BATCH
 
     def run(self, shutdown: Shutdown) -> None:
