@@ -9,6 +9,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from projections.ports import Transaction
 from projections.victim_alerts.rules import (
     CORRECTION,
     LATE_RELEASE_NOTICE,
+    RETRACTED,
     Alert,
     Fact,
     derive_alerts,
@@ -83,11 +85,8 @@ class VictimAlertsProjection(Projection):
             raised = history.memo.get(_RAISED)
             if raised is None:
                 raised = on_record.get(history.offender_id, {})
-            facts = _facts_read(history)
-            for end in _moments_to_judge(history):
-                for alert in self._plan(history.documents[:end], raised, facts[:end]):
-                    raised[alert.alert_id] = alert
-                    rows.append((*_alert_row(alert), history.offender_id, raised_at))
+            for alert in self._judge(history, raised):
+                rows.append((*_alert_row(alert), history.offender_id, raised_at))
             history.memo[_RAISED] = raised
         if not rows:
             return
@@ -101,6 +100,41 @@ class VictimAlertsProjection(Projection):
         )
         if tx.dialect == "postgres":
             tx.execute(f"NOTIFY {ALERTS_CHANNEL}")  # delivered at commit
+
+    def _judge(self, history: OffenderHistory, raised: dict[str, Alert]) -> list[Alert]:
+        """The alerts to raise for ``history`` now, given those ``raised`` for it (by id),
+        which they are added to."""
+        facts = _facts_read(history)
+        since = _judged_since(history, facts)
+        if since is not None:
+            moments = [functools.partial(self._plan_since, history, raised, facts, since)]
+        else:
+            moments = [
+                functools.partial(self._plan, history.documents[:end], raised, facts[:end])
+                for end in _moments_to_judge(history)
+            ]
+        planned: list[Alert] = []
+        for plan in moments:
+            # Each moment is judged given what the moments before it raised.
+            for alert in plan():
+                raised[alert.alert_id] = alert
+                planned.append(alert)
+        return planned
+
+    def _plan_since(
+        self,
+        history: OffenderHistory,
+        raised: dict[str, Alert],
+        facts: Sequence[Fact],
+        since: datetime,
+    ) -> list[Alert]:
+        """What ``_plan`` would raise over the whole history, when only the alerts of the
+        events that happened ``since`` may have changed and none may be corrected
+        (``_judged_since``): the others stand as they were judged, raised or not due."""
+        # Every alert derived is about an event of the history, as are the ones on record
+        # that ``_plan`` would look at: ``raised`` may hold others (in a rebuild), unseen.
+        derived = derive_alerts(history.documents, self.lead_times, facts, raised, since)
+        return [alert for alert in derived if alert.alert_id not in raised]
 
     def _plan(
         self, documents: History, raised: dict[str, Alert], facts: Sequence[Fact]
@@ -193,6 +227,24 @@ def _may_change_alerts(history: OffenderHistory) -> bool:
     facts = _facts_read(history)
     earliest = min((f.occurred for f in facts[: history.known_before]), default=None)
     return earliest is None or any(f.occurred <= earliest for f in facts[history.known_before :])
+
+
+def _judged_since(history: OffenderHistory, facts: Sequence[Fact]) -> datetime | None:
+    """When the events whose alerts this batch may change begin, if it adds no retraction:
+    when the earliest fact it adds happened. None when it retracts (every alert must be
+    judged, and corrected if no longer due).
+
+    Judging every event of a long history again at each batch was most of the projection's
+    time, though most batches add what happened since the last. The alerts of an event rest
+    only on facts that happened at or before it (the victims' enrolments and withdrawals;
+    for a late release notice the level, the area and the earliest fact) and on
+    retractions: a fact that happened later changes none of them. And only a retraction
+    undoes an alert (see ``rules``), so without one nothing is corrected.
+    """
+    added = facts[history.known_before :]
+    if not added or any(fact.event_type == RETRACTED for fact in added):
+        return None
+    return min(fact.occurred for fact in added)
 
 
 def _moments_to_judge(history: OffenderHistory) -> list[int]:

@@ -41,6 +41,7 @@ from infra.cli import main
 from infra.generator import generate_history
 from projections.base import Delivery
 from projections.ports import Transaction
+from projections.victim_alerts import projection as alerts_projection
 from projections.victim_alerts.projection import alerts_for
 from tests.builders import History
 from tests.conftest import TrackerFactory
@@ -272,6 +273,52 @@ def test_the_alerts_of_a_generated_history_are_one_for_one_those_the_contract_de
     assert before_enrolment and after_withdrawal
     assert not {(a.event_id, a.victim_ref) for a in raised} & (before_enrolment | after_withdrawal)
     assert any(d["additionalInformation"].get("wants") is not None for d in documents)
+
+
+@pytest.mark.parametrize("batch_size", [7, 40])
+def test_judging_only_the_events_from_a_batchs_earliest_fact_on_raises_what_judging_all_does(
+    tracker_factory: TrackerFactory, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    """A batch that retracts nothing has only the events judged that happened at or after
+    the earliest fact it adds: every alert on record, every column, in the same order, is
+    what judging every event of the history at every batch raises."""
+    tracker = tracker_factory(batch_size=batch_size)
+    ingest(tracker, (json.loads(line) for line in generated()))
+    writer = tracker.writer(alerts_projection.NAME)
+
+    judged_alone = alerts_projection._judged_since
+    answers: list[bool] = []
+
+    def counted(history: Any, facts: Any) -> datetime | None:
+        since = judged_alone(history, facts)
+        answers.append(since is not None and any(fact.occurred < since for fact in facts))
+        return since
+
+    monkeypatch.setattr(alerts_projection, "_judged_since", counted)
+    tracker.catch_up([alerts_projection.NAME])
+    alone = every_alert_column(tracker)
+
+    writer.reset()
+    with tracker.views.transaction() as tx:
+        tx.execute("DELETE FROM victim_alerts")
+    monkeypatch.setattr(alerts_projection, "_judged_since", lambda *_: None)
+    tracker.catch_up([alerts_projection.NAME])
+
+    # Both ways of judging were taken, each many times.
+    assert answers.count(True) > 25 and answers.count(False) > 25
+    assert len(alone) > 200
+    assert every_alert_column(tracker) == alone
+
+
+def every_alert_column(tracker: Tracker) -> list[tuple[Any, ...]]:
+    """Every alert on record in the order raised, all but when (by the clock) it was."""
+    with tracker.views.transaction() as tx:
+        tx.execute(
+            "SELECT alert_id, offender_id, kind, recipient, victim_ref, offender_ref, area, "
+            "event_id, event_type, occurred_at, recorded_at, late_by_seconds, message, details, "
+            "corrects_alert_id, sequence FROM victim_alerts ORDER BY sequence"
+        )
+        return [tuple(row) for row in tx.fetchall()]
 
 
 def excluded_pairs(

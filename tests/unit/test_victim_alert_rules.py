@@ -491,6 +491,18 @@ def test_alerts_do_not_depend_on_the_order_of_the_history(history: list[Doc], rn
 
 
 @settings(max_examples=150, deadline=None)
+@given(random_histories(), st.integers(0, 46))
+def test_alerts_derived_since_a_moment_are_those_of_the_events_that_happened_from_then_on(
+    history: list[Doc], day: int
+) -> None:
+    lead = rules({("WM", 2): "P6W", ("WM", 3): "P3M"})
+    since = at(day)
+    every_alert = derive_alerts(history, lead)
+    from_then_on = [a for a in every_alert if datetime.fromisoformat(a.occurred_at) >= since]
+    assert derive_alerts(history, lead, since=since) == from_then_on
+
+
+@settings(max_examples=150, deadline=None)
 @given(random_histories())
 def test_live_raising_raises_each_alert_once_and_corrects_only_what_is_no_longer_due(
     history: list[Doc],
