@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.victim_alerts.rules import (
+    ALERT_ID_NAMESPACE,
     ALERT_KINDS,
     CORRECTION,
     LATE_RELEASE_NOTICE,
@@ -21,6 +22,8 @@ from projections.victim_alerts.rules import (
     Duration,
     LeadTimes,
     add_duration,
+    alert_id_for,
+    alert_uuid,
     correction_id_for,
     derive_alerts,
     fact_of,
@@ -432,6 +435,16 @@ def test_the_alert_id_is_uuid5_of_the_event_and_the_victim() -> None:
     assert uuid.UUID(alert.alert_id).version == 5
     other_history = [enrolled(at(2), vlo="VLO-Z"), trigger("released", at(10), event_id="evt-1")]
     assert victim_alerts(other_history)[0].alert_id == alert.alert_id
+
+
+@given(st.text())
+def test_alert_ids_are_spelt_as_the_uuid_library_spells_uuid5(name: str) -> None:
+    assert alert_uuid(name) == str(uuid.uuid5(ALERT_ID_NAMESPACE, name))
+
+
+def test_the_alert_id_of_an_event_and_a_victim_is_the_one_on_record() -> None:
+    # Stored alerts are keyed by these ids: a different spelling would raise them all again.
+    assert alert_id_for("evt-1", "V-1") == "f3c51a32-708e-53e0-8cee-dff155cf11a0"
 
 
 def test_every_arrival_order_of_a_small_history_gives_the_same_alerts() -> None:
