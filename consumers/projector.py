@@ -84,6 +84,7 @@ class KafkaProjector:
         self.topic = topic
         kept_decoded = writer.projection.reads_every_document
         self.max_batch = self.MAX_BATCH_KEPT_DECODED if kept_decoded else self.MAX_BATCH
+        self.reads_findings = writer.projection.reads_findings
 
     def run(self, shutdown: Shutdown) -> None:
         membership = GroupMembership(
@@ -146,7 +147,7 @@ class KafkaProjector:
             deliveries = batches.setdefault(upstream_of(partition), [])
             for message in messages:
                 try:
-                    decoded = decode_message(message.value)
+                    decoded = decode_message(message.value, findings=self.reads_findings)
                 except ValueError as error:
                     # Only the relay writes this topic; a message it could not have written
                     # is logged and passed over rather than blocking the partition for ever.

@@ -201,6 +201,7 @@ class Delivery:
     # it), so that folding need not rebuild it from the event.
     document: dict[str, Any] | None = None
     # Only without ``event``: the offender's id and the event's version in their stream.
+    # (Without ``document`` too: a finding, for a projection that does not read them.)
     offender_id: UUID | None = None
     version: int = 0
 
@@ -224,6 +225,9 @@ class Projection(ABC):
     # batch (victim alerts): then a writer's cache keeps them decoded. Otherwise it keeps
     # them as their JSON only, and a projection decoding them all is the exception.
     reads_every_document: bool = False
+    # Whether the projection reads the tracker's findings (``OffenderHistory.new_events``):
+    # a Kafka projector of one that does not is delivered them as their version only.
+    reads_findings: bool = False
 
     @abstractmethod
     def create_tables(self, tx: Transaction) -> None: ...
@@ -626,6 +630,8 @@ def _fold(
         return 0
     history.version = version
     history.changed = True
+    if event is None and document is None:
+        return 1  # a finding, delivered as its place in the stream only (``reads_findings``)
     if event is not None:
         history.new_events.append(event)
     if event is None or isinstance(event, ev.InterchangeEvent):

@@ -39,6 +39,7 @@ _COLUMNS = (
 
 class DataQualityProjection(Projection):
     name = NAME
+    reads_findings = True  # its queries are the tracker's findings
 
     def create_tables(self, tx: Transaction) -> None:
         tx.execute(

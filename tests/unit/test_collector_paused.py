@@ -66,6 +66,7 @@ class RecordingWriter:
     class projection:  # named as the writer's own attribute
         name = "recording"
         reads_every_document = False
+        reads_findings = False
 
     def __init__(self) -> None:
         self.collector_enabled: list[bool] = []

@@ -63,3 +63,36 @@ def test_a_message_the_relay_could_not_have_written_is_refused_saying_what_is_wr
     with pytest.raises(ValueError, match="not an offender event message") as refused:
         decode_message(value)
     assert named in str(refused.value)
+
+
+FINDING = {"query_id": "q-1", "cleared_by_event_id": "e-2"}
+
+
+def test_a_finding_is_decoded_to_its_event() -> None:
+    decoded = decode_message(message(document=None, topic=QUERY_CLEARED, fields=FINDING))
+    assert decoded.event is not None and decoded.document is None
+    assert decoded.event.originator_version == 1
+
+
+def test_for_a_projection_reading_facts_only_a_finding_is_its_place_in_the_stream_only() -> None:
+    value = message(document=None, topic=QUERY_CLEARED, version=7, fields=FINDING)
+    decoded = decode_message(value, findings=False)
+    assert (str(decoded.offender_id), decoded.version) == (OFFENDER, 7)
+    assert decoded.event is None and decoded.document is None
+
+
+@pytest.mark.parametrize(
+    ("topic", "fields", "named"),
+    [
+        ("mappa.no-such-event.v1", FINDING, "no-such-event"),
+        (QUERY_CLEARED, {**FINDING, "unknown_field": 1}, "unknown_field"),
+        (QUERY_CLEARED, {"query_id": "q-1"}, "DataQualityQueryCleared"),
+    ],
+    ids=["unknown-topic", "unknown-field", "missing-field"],
+)
+def test_a_finding_not_built_is_still_refused_when_the_relay_could_not_have_written_it(
+    topic: str, fields: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match="not an offender event message") as refused:
+        decode_message(message(document=None, topic=topic, fields=fields), findings=False)
+    assert named in str(refused.value)

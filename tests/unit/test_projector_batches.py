@@ -46,6 +46,7 @@ class AnyWriter:
 
     class projection:  # named as the writer's own attribute
         reads_every_document = False
+        reads_findings = False
 
 
 def batch_of(consumer: ScriptedConsumer, first_poll: dict[Any, Any]) -> dict[Any, list[Any]]:
