@@ -390,7 +390,9 @@ def _london_date(moment: datetime) -> date:
 
 @functools.lru_cache(maxsize=65_536)
 def _for_people(moment: datetime) -> str:
-    return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M (UK time)")
+    # "2005-01-10 09:00 (UK time)": spelt by isoformat, which took two thirds of the time
+    # strftime took (every alert about an event recorded late names two moments).
+    return f"{moment.astimezone(LONDON).isoformat(' ', 'minutes')[:16]} (UK time)"
 
 
 def _late_by_seconds(fact: Fact) -> int:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from projections.victim_alerts.rules import (
     Alert,
     Duration,
     LeadTimes,
+    _for_people,
     add_duration,
     alert_id_for,
     alert_uuid,
@@ -445,6 +447,12 @@ def test_alert_ids_are_spelt_as_the_uuid_library_spells_uuid5(name: str) -> None
 def test_the_alert_id_of_an_event_and_a_victim_is_the_one_on_record() -> None:
     # Stored alerts are keyed by these ids: a different spelling would raise them all again.
     assert alert_id_for("evt-1", "V-1") == "f3c51a32-708e-53e0-8cee-dff155cf11a0"
+
+
+@given(st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_moments_are_told_in_uk_time_to_the_minute(moment: datetime) -> None:
+    in_london = moment.astimezone(ZoneInfo("Europe/London"))
+    assert _for_people(moment) == in_london.strftime("%Y-%m-%d %H:%M (UK time)")
 
 
 def test_every_arrival_order_of_a_small_history_gives_the_same_alerts() -> None:
