@@ -89,7 +89,6 @@ _ENROLLED = "victim.enrolled"
 _WITHDRAWN = "victim.withdrawn"
 RETRACTED = "record.retracted"
 _NOTIFIED = "release.notified"
-_MAY_RAISE = frozenset({_ENROLLED, _NOTIFIED})
 _RELEASED = "custody.released"
 _LEVEL_CHANGED = "mappa.level-changed"
 _CASE_CLOSED = "mappa.case-closed"
@@ -824,8 +823,9 @@ def derive_alerts(
         or (fact.event_type == _NOTIFIED and (since is None or fact.occurred >= since))
         for fact in read
     ):
-        # Every alert is owed to an enrolled victim or is a late notice of release: with
-        # neither in the history, there is nothing to derive (and most histories are so).
+        # Every alert is owed to an enrolled victim or is a late notice of release: with no
+        # enrolment in the history and no notice among the events judged, there is nothing
+        # to derive (and most histories are so).
         return []
     facts = _facts(read)
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
