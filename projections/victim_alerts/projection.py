@@ -9,7 +9,6 @@ nothing twice.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -107,18 +106,11 @@ class VictimAlertsProjection(Projection):
         facts = _facts_read(history)
         since = _judged_since(history, facts)
         if since is not None:
-            moments = [functools.partial(self._plan_since, history, raised, facts, since)]
-        else:
-            moments = [
-                functools.partial(self._plan, history.documents[:end], raised, facts[:end])
-                for end in _moments_to_judge(history)
-            ]
+            return _added(raised, self._plan_since(history, raised, facts, since))
         planned: list[Alert] = []
-        for plan in moments:
+        for end in _moments_to_judge(history):
             # Each moment is judged given what the moments before it raised.
-            for alert in plan():
-                raised[alert.alert_id] = alert
-                planned.append(alert)
+            planned += _added(raised, self._plan(history.documents[:end], raised, facts[:end]))
         return planned
 
     def _plan_since(
@@ -162,6 +154,12 @@ class VictimAlertsProjection(Projection):
             and not _support(alert, documents) & retracted
         ]
         return plan_alerts([*derived, *kept], already)
+
+
+def _added(raised: dict[str, Alert], alerts: list[Alert]) -> list[Alert]:
+    """``alerts``, added to those ``raised`` (by id)."""
+    raised.update((alert.alert_id, alert) for alert in alerts)
+    return alerts
 
 
 def _retracted_ids(documents: History) -> set[str]:
