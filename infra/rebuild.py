@@ -9,9 +9,12 @@ depend on how a history's events were batched, so the views are the incremental 
 
 The replay takes the store as it is when the rebuild starts (up to its last notification);
 the projections' positions are then set there, and what was stored meanwhile is caught up
-from the notification log as usual. Each page is stored in one transaction per projection,
-so a rebuild that stops part-way leaves whole offenders: a later catch-up (from position 0)
-skips the events their histories hold already, and a new rebuild starts from zero.
+from the notification log as usual. Each page is stored in one transaction for every
+projection, so a rebuild that stops part-way leaves whole offenders: a later catch-up (from
+position 0) skips the events their histories hold already, and a new rebuild starts from zero.
+Rebuilding more than one projection, each history is stored once, shared by the projections
+(``projections.base.store_shared_histories``): four copies of it were the largest part of
+a full rebuild's work.
 
 On PostgreSQL the offenders can be shared between processes (``jobs``), each replaying a
 range of offender ids into every projection (Python runs one thread at a time, so
@@ -38,7 +41,7 @@ from infra.bootstrap import NOTIFICATION_LOG, Tracker, bootstrap
 from infra.process import collector_paused
 from infra.settings import Settings
 from infra.storedjson import delivery_of
-from projections.base import ReplayBatch
+from projections.base import ReplayBatch, prune_shared_histories, store_shared_histories
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +50,8 @@ Progress = Callable[[str, int], None]
 # A range of offender ids: from the first (None: the lowest) up to, not including, the
 # second (None: to the end).
 OffenderRange = tuple[UUID | None, UUID | None]
-# Stored events read a page at a time: a page's offenders are stored in one transaction
-# per projection. Some 20 MB of rows; larger pages gained nothing measurable.
+# Stored events read a page at a time: a page's offenders are stored in one transaction.
+# Some 20 MB of rows; larger pages gained nothing measurable.
 REPLAY_PAGE = 20_000
 
 
@@ -112,6 +115,8 @@ def rebuild_projections(
         applied, peak_kib = _replay_in_processes(
             tracker.settings, names, jobs, upto, on_batch, page
         )
+    with tracker.views.transaction() as tx:
+        prune_shared_histories(tx)  # those of an earlier rebuild no projection refers to now
     for writer in writers:
         writer.store_position(NOTIFICATION_LOG, upto)
     caught_up = tracker.catch_up(list(names), on_batch)  # stored while the replay ran
@@ -133,6 +138,8 @@ def replay(
     applied = dict.fromkeys(names, 0)
     start, below = offenders
     mapper = tracker.records.mapper
+    # With more than one projection, each history is stored once for all of them.
+    shared = len(writers) > 1
     # The collector paused for the whole replay (see there): each page lives until the next
     # is read (the store's reader holds it), so pausing page by page left every page to be
     # walked by the collection that followed, as a twelfth of the replay's time. Nothing
@@ -141,9 +148,13 @@ def replay(
         for stored in tracker.records.streams(start, below, upto, page):
             # Decoded once for every projection
             batch = ReplayBatch([delivery_of(event, mapper) for event in stored])
-            for name, writer in writers.items():
-                applied[name] += writer.replay(batch)
-                if on_batch:
+            with tracker.views.transaction() as tx:
+                if shared:
+                    store_shared_histories(tx, batch)
+                for name, writer in writers.items():
+                    applied[name] += writer.replay(tx, batch, shared=shared)
+            if on_batch:
+                for name in writers:
                     on_batch(name, len(stored))
     return applied
 

@@ -15,6 +15,7 @@ from infra.bootstrap import Tracker, bootstrap, topics
 from infra.cli import ingest_file
 from infra.generator import generate_history
 from infra.settings import Settings
+from projections.base import load_histories
 from projections.statistical_return.projection import statistical_return
 from tests.e2e.pipeline import (
     PROJECTIONS,
@@ -69,13 +70,10 @@ def comparable_views(tracker: Tracker) -> dict[str, Any]:
             "corrects_alert_id FROM victim_alerts ORDER BY alert_id"
         )
         alerts = [tuple(str(v) for v in row) for row in tx.fetchall()]
-        tx.execute(
-            "SELECT projection, offender_id, history FROM projection_histories "
-            "ORDER BY projection, offender_id"
-        )
         histories = [
-            (projection, offender, [_without_recorded_at(d) for d in json.loads(history)])
-            for projection, offender, history in tx.fetchall()
+            (name, h.offender_id, [_without_recorded_at(d) for d in h.documents])
+            for name in sorted(tracker.writers)
+            for h in load_histories(tx, name)
         ]
     return {"caseload": caseload, "returns": returns, "alerts": alerts, "histories": histories}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from infra.bootstrap import Tracker, projection_writers
 from infra.generator import generate_history
 from infra.rebuild import offender_ranges, rebuild_projections, replay
 from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
+from projections.base import load_histories, prune_shared_histories
 from projections.ports import ViewDatabase
 from projections.statistical_return.projection import statistical_return
 from tests.conftest import TrackerFactory, _create_schema, _drop_schema, database_url_for_tests
@@ -39,12 +42,10 @@ def snapshot(views: ViewDatabase, name: str) -> list[Any]:
         for query in VIEW_QUERIES[name]:
             tx.execute(query)
             rows.append([tuple(str(v) for v in row) for row in tx.fetchall()])
-        tx.execute(
-            "SELECT offender_id, mappa_ref, version, history FROM projection_histories "
-            "WHERE projection = %s ORDER BY offender_id",
-            (name,),
+        # As the projection reads them: its own copy, or the one it shares with others.
+        rows.append(
+            [(h.offender_id, h.mappa_ref, h.version, h.documents) for h in load_histories(tx, name)]
         )
-        rows.append(tx.fetchall())
         if name == "statistical-return":
             rows.append([statistical_return(tx, "WM", year) for year in range(2002, 2007)])
     return rows
@@ -179,8 +180,6 @@ def test_a_rebuild_stopped_part_way_is_completed_by_catching_up(
 
 
 def _histories(tracker: Tracker, name: str) -> list[Any]:
-    from projections.base import load_histories
-
     with tracker.views.transaction() as tx:
         return load_histories(tx, name)
 
@@ -272,3 +271,128 @@ def test_the_rebuild_command_runs_projections_at_once_only_where_the_store_allow
         expected = [f"{name}: rebuilt from {events} events" for name in tracker.writers]
         assert out.splitlines() == expected
     assert snapshot(tracker.views, "caseload") == before
+
+
+def _shared_rows(tracker: Tracker) -> tuple[int, int, list[Any]]:
+    """(shared histories, those no projection refers to, each projection's own copies)."""
+    with tracker.views.transaction() as tx:
+        tx.execute("SELECT count(*) FROM shared_histories")
+        (shared,) = tx.fetchone() or (0,)
+        tx.execute(
+            "SELECT count(*) FROM shared_histories s WHERE NOT EXISTS (SELECT 1 FROM "
+            "projection_histories h WHERE h.offender_id = s.offender_id "
+            "AND h.version = s.version AND h.history = '')"
+        )
+        (unreferenced,) = tx.fetchone() or (0,)
+        tx.execute(
+            "SELECT projection, count(*) FROM projection_histories WHERE history <> '' "
+            "GROUP BY projection ORDER BY projection"
+        )
+        own = tx.fetchall()
+    return int(shared), int(unreferenced), own
+
+
+def test_rebuilding_every_projection_stores_each_history_once_for_all_of_them(
+    tracker_factory: TrackerFactory,
+) -> None:
+    tracker = build_incrementally(tracker_factory)
+    offenders = len(_histories(tracker, "caseload"))
+    before = views_of(tracker)
+    assert _shared_rows(tracker) == (0, 0, [(name, offenders) for name in sorted(before)])
+    rebuild_projections(tracker, list(tracker.writers))
+    # One copy of each history, referred to by every projection; none of their own.
+    assert _shared_rows(tracker) == (offenders, 0, [])
+    assert_views_are(tracker, before)
+
+
+def test_a_projection_that_moves_an_offender_on_keeps_its_own_copy_and_the_others_the_shared(
+    tracker_factory: TrackerFactory,
+) -> None:
+    tracker = tracker_factory(batch_size=37)
+    lines = generate_history("WM", 2002, 2006, 60, seed=11)
+    # Later: the last fact of every other offender (nothing before it refers to it).
+    last_of: dict[str, int] = {}
+    for number, line in enumerate(lines):
+        last_of[json.dumps(json.loads(line)["personReference"], sort_keys=True)] = number
+    later_numbers = set(sorted(last_of.values())[::2])
+    earlier = [line for n, line in enumerate(lines) if n not in later_numbers]
+    later = [line for n, line in enumerate(lines) if n in later_numbers]
+    ingest_incrementally(tracker, earlier, chunk=150)
+    names = list(tracker.writers)
+    rebuild_projections(tracker, names)
+    shared_before = {h.offender_id: h.documents for h in _histories(tracker, "caseload")}
+    offenders = len(shared_before)
+    # Later facts, taken in by the caseload alone: it stores the offenders it moves on as
+    # copies of its own, and the others go on reading the copies they shared with it.
+    facts = [(n, parse_document(line)) for n, line in enumerate(later, start=1)]
+    tracker.ingest_service().ingest(facts)
+    tracker.catch_up(["caseload"])
+    moved_on = {
+        h.offender_id
+        for h in _histories(tracker, "caseload")
+        if h.documents != shared_before.get(h.offender_id)
+    }
+    assert 0 < len(moved_on) < offenders
+    assert _shared_rows(tracker) == (offenders, 0, [("caseload", len(moved_on))])
+    for name in names[1:]:
+        assert {h.offender_id: h.documents for h in _histories(tracker, name)} == shared_before
+    # Once every projection has moved them on, their shared copies are referred to by none,
+    # and the next rebuild prunes those, and only those.
+    tracker.catch_up()
+    caught_up = views_of(tracker)
+    assert _shared_rows(tracker)[:2] == (offenders, len(moved_on))
+    rebuild_projections(tracker, names)
+    assert _shared_rows(tracker) == (len(_histories(tracker, "caseload")), 0, [])
+    assert_views_are(tracker, caught_up)
+    # And they are the views of projecting the whole store from zero, sharing nothing.
+    for name in names:
+        tracker.writer(name).reset()
+    tracker.catch_up()
+    assert_views_are(tracker, caught_up)
+
+
+# SQLite takes one writer at a time: there a replay and a prune cannot overlap.
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_pruning_waits_for_a_replay_in_progress_to_commit_its_references(
+    tracker_factory: TrackerFactory,
+) -> None:
+    # A replay's transaction may find the shared copy it needs stored already by an earlier
+    # rebuild, and refer to it: that copy, unreferenced until then, must not be pruned.
+    tracker = tracker_factory()
+    with tracker.views.transaction() as tx:
+        tx.execute("INSERT INTO shared_histories VALUES ('someone', 3, '[]')")
+    replaying = threading.Event()
+    done = threading.Event()
+
+    def replay_referring_to_it() -> None:
+        with tracker.views.transaction() as tx:
+            tx.execute(
+                "INSERT INTO shared_histories VALUES ('someone', 3, '[]') "
+                "ON CONFLICT (offender_id, version) DO NOTHING"
+            )
+            tx.execute(
+                "INSERT INTO projection_histories VALUES ('caseload', 'someone', 'WM-1', 3, '')"
+            )
+            replaying.set()
+            done.wait(timeout=30)
+
+    replay = threading.Thread(target=replay_referring_to_it)
+    replay.start()
+    assert replaying.wait(timeout=30)
+    pruning = threading.Thread(target=_prune, args=(tracker,))
+    pruning.start()
+    try:
+        pruning.join(timeout=1.0)
+        assert pruning.is_alive(), "the prune did not wait for the replay's transaction"
+    finally:
+        done.set()
+    replay.join(timeout=30)
+    pruning.join(timeout=30)
+    assert not pruning.is_alive()
+    assert _shared_rows(tracker) == (1, 0, [])
+    assert [h.documents for h in _histories(tracker, "caseload")] == [[]]
+
+
+def _prune(tracker: Tracker) -> None:
+    with tracker.views.transaction() as tx:
+        prune_shared_histories(tx)
