@@ -1232,7 +1232,8 @@ def limits(bench: Bench) -> dict[str, str]:
     rebuild = bench.details.get("rebuild", {})
     out["rebuild.all.rate"] = cpu_text("rebuild", "rebuild") + (
         " A full rebuild replays the event store offender by offender, once for every"
-        " projection (each event read and decoded once, each offender's rows derived once);"
+        " projection (each event read and decoded once, each offender's rows derived once, each"
+        " history stored once for all of them);"
         f" `mappa rebuild all` shared the offenders between {rebuild.get('jobs', 1)}"
         " processes. The figure counts the store's events per second of the whole rebuild,"
         " start-up included. The workers' PostgreSQL connections closed before the phase"
