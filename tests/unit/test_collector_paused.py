@@ -14,6 +14,7 @@ from kafka import TopicPartition
 from consumers.projector import KafkaProjector
 from consumers.runtime import Shutdown
 from infra.process import collector_paused
+from projections.caseload.projection import CaseloadProjection
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +64,7 @@ class Message:
 class RecordingWriter:
     """A projection writer that records whether the collector ran while it stored."""
 
-    class projection:  # named as the writer's own attribute
-        name = "recording"
-        reads_every_document = False
-        reads_findings = False
+    projection = CaseloadProjection()
 
     def __init__(self) -> None:
         self.collector_enabled: list[bool] = []

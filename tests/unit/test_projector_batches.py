@@ -11,6 +11,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError
 
 from consumers.projector import KafkaProjector
+from projections.caseload.projection import CaseloadProjection
 
 FIRST, SECOND = TopicPartition("events", 0), TopicPartition("events", 1)
 
@@ -44,9 +45,7 @@ class ScriptedConsumer:
 class AnyWriter:
     """A writer of a projection whose cache keeps histories as JSON (most of them)."""
 
-    class projection:  # named as the writer's own attribute
-        reads_every_document = False
-        reads_findings = False
+    projection = CaseloadProjection()
 
 
 def batch_of(consumer: ScriptedConsumer, first_poll: dict[Any, Any]) -> dict[Any, list[Any]]:
