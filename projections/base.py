@@ -53,10 +53,12 @@ _COMMON_TABLES = (
 # row's version. Never the JSON of a history, which is at least ``[]``: the marker needs no
 # column of its own, so stores made before it need no migration.
 SHARED_HISTORY = ""
+# A projection's row ``h`` that refers to the shared copy (``SHARED_HISTORY``, in SQL).
+_REFERS_TO_SHARED = "h.history = ''"
 # A stored history's JSON, the shared copy read where the projection's row refers to it;
 # ``h`` is the projection's row.
 _HISTORY_JSON = (
-    "CASE WHEN h.history = '' THEN (SELECT s.history FROM shared_histories s "
+    f"CASE WHEN {_REFERS_TO_SHARED} THEN (SELECT s.history FROM shared_histories s "
     "WHERE s.offender_id = h.offender_id AND s.version = h.version) ELSE h.history END"
 )
 _HISTORY_COLUMNS = f"h.mappa_ref, h.version, {_HISTORY_JSON}"
@@ -487,10 +489,8 @@ class ProjectionWriter:
         the same transaction) instead of a copy of this projection's own.
         """
         stored = list(batch.histories.values())
-        if shared:
-            self._store(tx, stored, dict.fromkeys(batch.history_json, SHARED_HISTORY))
-        else:
-            self._store(tx, stored, batch.history_json)
+        encoded = batch.history_json
+        self._store(tx, stored, dict.fromkeys(encoded, SHARED_HISTORY) if shared else encoded)
         self.projection.refresh(tx, stored)
         return batch.applied
 
@@ -660,7 +660,7 @@ def store_shared_histories(tx: Transaction, batch: ReplayBatch) -> None:
 PRUNE_SHARED_HISTORIES = (
     "DELETE FROM shared_histories WHERE NOT EXISTS (SELECT 1 FROM projection_histories h "
     "WHERE h.offender_id = shared_histories.offender_id "
-    "AND h.version = shared_histories.version AND h.history = '')"
+    f"AND h.version = shared_histories.version AND {_REFERS_TO_SHARED})"
 )
 
 
