@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timezone
+from collections.abc import Callable
+from datetime import UTC, date, timezone
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -43,7 +47,42 @@ AlertKind = Literal[
 ]  # fmt: skip
 NonEmpty = Annotated[str, Field(min_length=1)]
 
-_DURATION = re.compile(r"^P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$")
+# pydantic's lax mode reads more than JSON says: true or 1.0 for an integer, "yes" or 1 for a
+# boolean, a number of seconds for a moment, a moment for a date. The contract's types are
+# JSON's, so a value is taken only in the JSON type the contract gives it.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _json_integer(value: Any) -> Any:
+    if type(value) is not int:
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _iso_moment(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_MOMENT.match(value):
+        raise ValueError("must be an ISO 8601 date and time, such as 2005-03-28T10:15:00+01:00")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+Level = Annotated[Literal[1, 2, 3], BeforeValidator(_json_integer)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_moment)]
+Day = Annotated[date, BeforeValidator(_iso_date)]
+
+# An ISO 8601 duration: years to days and a time part, the last given part may be a fraction.
+_NUMBER = r"[0-9]+(?:[.,][0-9]+)?"
+_DURATION = re.compile(
+    rf"P(?!\Z)(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?=[0-9])(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?"
+)
+_LONDON = ZoneInfo("Europe/London")
 
 
 class _Model(BaseModel):
@@ -75,8 +114,8 @@ class PersonReference(_Model):
 
 class _Envelope(_Model):
     eventId: UUID
-    version: Literal[1]
-    occurredAt: AwareDatetime
+    version: Annotated[Literal[1], BeforeValidator(_json_integer)]
+    occurredAt: Moment
     source: Source
     personReference: PersonReference
     area: NonEmpty
@@ -91,11 +130,11 @@ class _NoInfo(_Model):
 
 
 class CategoryInfo(_Model):
-    category: Literal[1, 2, 3]
+    category: Level
 
 
 class LevelInfo(_Model):
-    level: Literal[1, 2, 3]
+    level: Level
     reason: str | None = None
 
 
@@ -118,7 +157,7 @@ class RegistrationStartedInfo(_Model):
     @field_validator("period")
     @classmethod
     def _duration_or_indefinite(cls, value: str) -> str:
-        if value != "indefinite" and not _DURATION.match(value):
+        if value != "indefinite" and not _DURATION.fullmatch(value):
             raise ValueError("must be an ISO 8601 duration such as P5Y, or 'indefinite'")
         return value
 
@@ -136,12 +175,12 @@ class OrderGrantedInfo(_Model):
     orderType: OrderType
     applicationId: str | None = None
     prohibitions: list[str] | None = None
-    expiresOn: date | None = None
+    expiresOn: Day | None = None
 
 
 class OrderBreachedInfo(_Model):
     orderType: BreachableOrderType
-    returnedToCustody: bool
+    returnedToCustody: StrictBool
 
 
 class CustodyReceivedInfo(_Model):
@@ -155,7 +194,7 @@ class CustodyTransferredInfo(_Model):
 
 
 class ReleaseNotifiedInfo(_Model):
-    expectedReleaseDate: date
+    expectedReleaseDate: Day
     releaseType: ReleaseType
     toArea: str | None = None
     toBcu: str | None = None
@@ -168,10 +207,10 @@ class ReleasedInfo(_Model):
 
 
 class TemporaryReleaseInfo(_Model):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
     purpose: Literal["work-placement", "other"]
-    from_: date = Field(alias="from")
-    to: date
+    # Read by its JSON name only: "from_" is no field of the contract.
+    from_: Day = Field(alias="from")
+    to: Day
 
 
 class ParoleInfo(_Model):
@@ -180,7 +219,7 @@ class ParoleInfo(_Model):
 
 class SentenceVariedInfo(_Model):
     reason: Literal["appeal", "other"]
-    newExpectedReleaseDate: date | None = None
+    newExpectedReleaseDate: Day | None = None
 
 
 class Condition(_Model):
@@ -189,12 +228,12 @@ class Condition(_Model):
         "programme", "disclosure-of-relationships", "other",
     ]  # fmt: skip
     text: str
-    protectsVictim: bool
+    protectsVictim: StrictBool
 
 
 class ConditionsInfo(_Model):
     conditions: list[Condition]
-    licenceEndDate: date | None = None
+    licenceEndDate: Day | None = None
 
 
 class RecallInfo(_Model):
@@ -310,25 +349,52 @@ def json_schema() -> dict[str, Any]:
 
 def parse_document(raw: str | bytes) -> ReportedFact:
     """Decode and validate one document; raise :class:`InvalidDocument` naming the field."""
-    try:
-        # orjson (C) first; what it refuses is read again by the standard module, which
-        # accepts a little more (huge integers, lone surrogate escapes) and words the error.
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidDocument("", f"not valid JSON ({error})") from None
+    data = decode_json(raw)
     # In JSON text a NUL can only be written escaped: look for it only where it can be.
     may_hold_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
     return parse_object(data, check_nul=may_hold_nul)
+
+
+def decode_json(raw: str | bytes) -> Any:
+    """The JSON value of UTF-8 text; raise :class:`InvalidDocument` for anything else.
+
+    orjson (C) first. What it refuses is read again by the standard module, which words the
+    error, and accepts a little more that is still JSON (integers beyond 64 bits, nesting
+    deeper than 1,024), but also what is not: NaN and Infinity, text in other encodings,
+    and escapes of lone surrogates, which no UTF-8 text (nor the store) can hold. Those are
+    refused here, so that nothing accepted fails later, in the batch of other senders'.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        data = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise InvalidDocument("", "not valid JSON (nested too deeply)") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidDocument("", f"not valid JSON ({error})") from None
+    where = _first_text(data, _SURROGATE.search)
+    if where is not None:
+        # The path itself may hold it (a key): written escaped, to be printable.
+        printable = where.encode("utf-8", "backslashreplace").decode()
+        raise InvalidDocument(printable, "must be Unicode text: it holds a lone surrogate escape")
+    return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def parse_object(data: Any, check_nul: bool = True) -> ReportedFact:
     """Validate an already-decoded JSON value as an interchange document."""
     if not isinstance(data, dict):
         raise InvalidDocument("", "a document must be a JSON object")
-    nul = _first_nul(data) if check_nul else None
+    nul = _first_text(data, _holds_nul) if check_nul else None
     if nul is not None:
         # JSON allows it, but no person writes it and PostgreSQL text cannot hold it.
         raise InvalidDocument(nul, "must not contain the NUL character (U+0000)")
@@ -336,24 +402,34 @@ def parse_object(data: Any, check_nul: bool = True) -> ReportedFact:
         document = _ADAPTER.validate_python(data)
     except ValidationError as error:
         raise _first_problem(error, data) from None
+    try:
+        # Every count reads the moment in UTC and in London time: a moment at the edge of
+        # the calendar (year 1 or 9999) that has no such reading is refused here.
+        document.occurredAt.astimezone(UTC).astimezone(_LONDON)
+    except OverflowError:
+        raise InvalidDocument("occurredAt", "out of range: it has no UTC or London time") from None
     return to_fact(document)
 
 
-def _first_nul(value: Any, path: str = "") -> str | None:
-    """The path of the first string (or key) holding U+0000, if any."""
+def _holds_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _first_text(value: Any, bad: Callable[[str], object], path: str = "") -> str | None:
+    """The path of the first string (or key) that is ``bad``, if any."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if bad(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
+            if bad(str(key)):
                 return here
-            found = _first_nul(item, here)
+            found = _first_text(item, bad, here)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = _first_nul(item, f"{path}.{index}")
+            found = _first_text(item, bad, f"{path}.{index}")
             if found is not None:
                 return found
     return None
@@ -370,7 +446,7 @@ def _first_problem(error: ValidationError, data: dict[str, Any]) -> InvalidDocum
     if first["type"] == "union_tag_not_found":
         return InvalidDocument("eventType", "field required")
     field = ".".join(loc)
-    problem = first["msg"]
+    problem = first["msg"].removeprefix("Value error, ")  # pydantic's, for our own checks
     if first["type"] == "missing":
         problem = "field required"
     return InvalidDocument(field, problem)

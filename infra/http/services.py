@@ -8,7 +8,6 @@ never revealed to someone not allowed to see it.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import structlog
 
 from consumers.ingest import Result, Summary, Verdict
-from consumers.interchange import InvalidDocument, parse_object
+from consumers.interchange import InvalidDocument, decode_json, parse_object
 from domain.offender import ReportedFact
 from infra.bootstrap import Tracker
 from infra.http.access import IssuedToken, Principal, Role, TokenRecord, TokenStore
@@ -141,9 +140,9 @@ class Services:
         """Ingest one document or a list of them, as every ingest path does."""
         self.require(principal, principal.role is Role.SENDER, "events.post", "events")
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadRequest(f"not valid JSON ({error})") from None
+            body = decode_json(raw)
+        except InvalidDocument as error:
+            raise BadRequest(str(error)) from None
         if isinstance(body, dict):
             documents: list[Any] = [body]
         elif isinstance(body, list):

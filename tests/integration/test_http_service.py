@@ -112,6 +112,15 @@ def test_a_body_that_is_not_json_or_not_a_document_is_refused_with_the_reason(
     assert "not valid JSON" in not_json.json()["detail"]
     a_number = _post(client, tokens, "sender_wm", b"42")
     assert a_number.status_code == 400
+    for not_json_either, reason in [
+        (b'[{"eventId": NaN}]', "NaN is not a JSON value"),
+        ('[{"a": 1}]'.encode("utf-16"), "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'[{"description": "\\ud800"}]', "0.description: must be Unicode text"),
+    ]:
+        refused = _post(client, tokens, "sender_wm", not_json_either)
+        assert refused.status_code == 400
+        assert reason in refused.json()["detail"]
     empty = _post(client, tokens, "sender_wm", [])
     assert empty.status_code == 200
     assert empty.json()["results"] == []

@@ -147,14 +147,111 @@ def test_a_nonconforming_document_is_rejected_naming_the_field(change: Any, fiel
     assert str(raised.value).startswith(f"{field}: ")
 
 
-def test_a_registration_period_must_be_a_duration_or_indefinite() -> None:
+@pytest.mark.parametrize(
+    "period", ["P5Y", "P18M", "P2Y6M", "P10W", "P90D", "PT36H", "P1DT12H", "P0.5Y", "indefinite"]
+)
+def test_a_registration_period_may_be_any_iso_8601_duration_or_indefinite(period: str) -> None:
     document = example("registration.started")
-    for period in ("P5Y", "P18M", "indefinite"):
-        document["additionalInformation"]["period"] = period
-        parse_document(json.dumps(document))
-    document["additionalInformation"]["period"] = "five years"
+    document["additionalInformation"]["period"] = period
+    assert parse_document(json.dumps(document)).fields["period"] == period
+
+
+@pytest.mark.parametrize(
+    "period", ["five years", "P", "PT", "P5", "5Y", "P5Y\n", "P\u0665Y", "P1YT"]
+)
+def test_a_registration_period_that_is_no_duration_is_rejected(period: str) -> None:
+    document = example("registration.started")
+    document["additionalInformation"]["period"] = period
     with pytest.raises(InvalidDocument, match=r"additionalInformation\.period"):
         parse_document(json.dumps(document))
+
+
+# Values pydantic would coerce, each in a JSON type other than the one the contract gives.
+@pytest.mark.parametrize(
+    ("event_type", "change", "field"),
+    [
+        ("mappa.level-changed", lambda d: d.update(version=True), "version"),
+        ("mappa.level-changed", lambda d: d.update(version=1.0), "version"),
+        ("mappa.level-changed", lambda d: d["additionalInformation"].update(level=2.0),
+         "additionalInformation.level"),
+        ("mappa.category-assigned", lambda d: d["additionalInformation"].update(category=True),
+         "additionalInformation.category"),
+        ("order.breached", lambda d: d["additionalInformation"].update(returnedToCustody="yes"),
+         "additionalInformation.returnedToCustody"),
+        ("order.breached", lambda d: d["additionalInformation"].update(returnedToCustody=1),
+         "additionalInformation.returnedToCustody"),
+        ("licence.conditions-set",
+         lambda d: d["additionalInformation"]["conditions"][0].update(protectsVictim="false"),
+         "additionalInformation.conditions.0.protectsVictim"),
+        ("mappa.level-changed", lambda d: d.update(occurredAt=1111999999), "occurredAt"),
+        ("mappa.level-changed", lambda d: d.update(occurredAt="1111999999"), "occurredAt"),
+        ("release.notified",
+         lambda d: d["additionalInformation"].update(expectedReleaseDate="2005-06-30T00:00:00Z"),
+         "additionalInformation.expectedReleaseDate"),
+        ("release.notified",
+         lambda d: d["additionalInformation"].update(expectedReleaseDate=1120089600),
+         "additionalInformation.expectedReleaseDate"),
+        ("order.granted", lambda d: d["additionalInformation"].update(expiresOn="1262304000"),
+         "additionalInformation.expiresOn"),
+        ("custody.temporary-release",
+         lambda d: d["additionalInformation"].update(from_=d["additionalInformation"].pop("from")),
+         "additionalInformation.from"),
+    ],
+)  # fmt: skip
+def test_a_value_in_another_json_type_than_the_contracts_is_rejected_naming_the_field(
+    event_type: str, change: Any, field: str
+) -> None:
+    document = example(event_type)
+    change(document)
+    with pytest.raises(InvalidDocument) as raised:
+        parse_document(json.dumps(document))
+    assert raised.value.field == field
+
+
+@pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:30:00+01:00"])
+def test_a_moment_with_no_utc_or_london_time_is_rejected_not_failing_later(
+    occurred_at: str,
+) -> None:
+    document = example("mappa.level-changed")
+    document["occurredAt"] = occurred_at
+    with pytest.raises(InvalidDocument, match="out of range") as raised:
+        parse_document(json.dumps(document))
+    assert raised.value.field == "occurredAt"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_are_rejected(constant: str) -> None:
+    text = json.dumps(example("mappa.level-changed"))[:-1] + f', "extra": {constant}}}'
+    with pytest.raises(InvalidDocument, match=f"not valid JSON .*{constant}"):
+        parse_document(text)
+
+
+def test_text_that_is_not_utf_8_is_rejected_even_if_it_is_json_in_another_encoding() -> None:
+    text = json.dumps(example("mappa.level-changed"))
+    for raw in (text.encode("utf-16"), text.replace("an example", "caf\u00e9").encode("latin-1")):
+        with pytest.raises(InvalidDocument, match="not valid JSON"):
+            parse_document(raw)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_lone_surrogate_escape_is_rejected_naming_the_field(as_bytes: bool) -> None:
+    document = example("mappa.level-changed")
+    document["description"] = "\ud800"
+    text = json.dumps(document)  # written as the escape \\ud800, which JSON allows
+    with pytest.raises(InvalidDocument, match="lone surrogate") as raised:
+        parse_document(text.encode() if as_bytes else text)
+    assert raised.value.field == "description"
+
+
+def test_nesting_too_deep_for_the_parser_is_rejected_not_raised() -> None:
+    text = json.dumps(example("licence.ended"))[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}"
+    with pytest.raises(InvalidDocument, match="nested too deeply"):
+        parse_document(text)
+
+
+def test_integers_beyond_64_bits_in_an_unknown_field_are_still_accepted() -> None:
+    text = json.dumps(example("licence.ended"))[:-1] + ', "extra": ' + "9" * 30 + "}"
+    assert parse_document(text).event_class is ev.LicenceEnded
 
 
 def test_unknown_extra_fields_are_accepted_and_ignored() -> None:
