@@ -84,7 +84,10 @@ class DataQualityProjection(Projection):
                 about = documents.get(row["about_event_id"], {})
                 row.update(
                     mappa_ref=history.mappa_ref,
-                    area=area,
+                    # No fact gives an area when all of them are retractions, or retracted:
+                    # the query is then the area's that sent the fact it is about, so that
+                    # someone can list it (``queries_for`` reads by area).
+                    area=area or about.get("area") or history.documents[-1]["area"],
                     about_event_type=about.get("eventType"),
                     about_occurred_at=about.get("occurredAt"),
                 )

@@ -427,6 +427,18 @@ def test_every_kind_of_inconsistency_is_queried_with_its_reason(tracker: Tracker
     assert any("charge C-9" in q.reason for q in queries)
 
 
+def test_a_retraction_of_an_unknown_event_as_an_offenders_only_fact_is_listed_in_its_area(
+    tracker: Tracker,
+) -> None:
+    h = History("WM-000022")
+    unknown = "5f0e1d4e-0000-4000-8000-000000000002"
+    h.add("record.retracted", "2005-03-01T10:00:00+00:00", eventId=unknown, reason="error")
+    ingest(tracker, *h.documents)
+    with tracker.views.transaction() as tx:
+        (query,) = queries_for(tx, "WM")
+    assert (query.kind, query.mappa_ref) == ("retraction-of-unknown-event", "WM-000022")
+
+
 def test_a_person_closes_a_query_with_a_note_and_the_closure_survives_a_rebuild(
     tracker: Tracker,
 ) -> None:
