@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -45,7 +46,15 @@ AlertKind = Literal[
     "release-due", "released", "licence-conditions", "recalled", "sentence-reduced",
     "work-placement", "absconded", "transferred", "parole-outcome", "case-closing",
 ]  # fmt: skip
-NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonEmpty = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 
 # pydantic's lax mode reads more than JSON says: true or 1.0 for an integer, "yes" or 1 for a
 # boolean, a number of seconds for a moment, a moment for a date. The contract's types are

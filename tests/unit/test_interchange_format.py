@@ -136,6 +136,9 @@ def test_a_document_that_is_not_json_is_rejected_as_such() -> None:
         (lambda d: d["personReference"]["identifiers"].append({"type": "MAPPA", "value": "X"}),
          "personReference.identifiers"),
         (lambda d: d["personReference"].update(identifiers=[]), "personReference.identifiers"),
+        (lambda d: d["personReference"].update(identifiers=[{"type": "MAPPA", "value": "  "}]),
+         "personReference.identifiers.0.value"),
+        (lambda d: d.update(area=" "), "area"),
     ],
 )  # fmt: skip
 def test_a_nonconforming_document_is_rejected_naming_the_field(change: Any, field: str) -> None:
