@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -46,15 +45,10 @@ AlertKind = Literal[
     "release-due", "released", "licence-conditions", "recalled", "sentence-reduced",
     "work-placement", "absconded", "transferred", "parole-outcome", "case-closing",
 ]  # fmt: skip
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-NonEmpty = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+# Not blank: some character other than white space (checked by pydantic-core itself, a
+# Python check per field made parsing a tenth slower; ``_first_problem`` words its error).
+_NOT_BLANK = r"\S"
+NonEmpty = Annotated[str, Field(min_length=1, pattern=_NOT_BLANK)]
 
 # pydantic's lax mode reads more than JSON says: true or 1.0 for an integer, "yes" or 1 for a
 # boolean, a number of seconds for a moment, a moment for a date. The contract's types are
@@ -411,12 +405,15 @@ def parse_object(data: Any, check_nul: bool = True) -> ReportedFact:
         document = _ADAPTER.validate_python(data)
     except ValidationError as error:
         raise _first_problem(error, data) from None
-    try:
+    if not 1 < document.occurredAt.year < 9999:
         # Every count reads the moment in UTC and in London time: a moment at the edge of
-        # the calendar (year 1 or 9999) that has no such reading is refused here.
-        document.occurredAt.astimezone(UTC).astimezone(_LONDON)
-    except OverflowError:
-        raise InvalidDocument("occurredAt", "out of range: it has no UTC or London time") from None
+        # the calendar that has no such reading is refused here.
+        try:
+            document.occurredAt.astimezone(UTC).astimezone(_LONDON)
+        except OverflowError:
+            raise InvalidDocument(
+                "occurredAt", "out of range: it has no UTC or London time"
+            ) from None
     return to_fact(document)
 
 
@@ -456,6 +453,8 @@ def _first_problem(error: ValidationError, data: dict[str, Any]) -> InvalidDocum
         return InvalidDocument("eventType", "field required")
     field = ".".join(loc)
     problem = first["msg"].removeprefix("Value error, ")  # pydantic's, for our own checks
+    if first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == _NOT_BLANK:
+        problem = "must not be blank"
     if first["type"] == "missing":
         problem = "field required"
     return InvalidDocument(field, problem)
