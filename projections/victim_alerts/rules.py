@@ -168,7 +168,19 @@ def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Ale
     victim_ref = str(enrolment.info["victimRef"])
     alert_id = alert_id_for(trigger.event_id, victim_ref)
     recorded = on_record.get(alert_id) if on_record else None
-    if recorded is None or recorded.details.get("enrolmentEventId") == enrolment.event_id:
+    if (
+        recorded is None
+        or recorded.details.get("enrolmentEventId") == enrolment.event_id
+        # Raised through another enrolment of the victim with the same VLO (enrolled again)
+        # while this one was known already, and not corrected: that VLO was told what was
+        # due through this one too, so nothing told was in error.
+        or (
+            recorded.recipient == str(enrolment.info["vloRef"])
+            and enrolment.recorded <= trigger.recorded
+            and on_record is not None
+            and correction_id_for(alert_id) not in on_record
+        )
+    ):
         return alert_id
     return readdressed_alert_id_for(trigger.event_id, victim_ref, enrolment.event_id)
 

@@ -576,6 +576,31 @@ def test_a_retracted_enrolment_corrects_the_alerts_it_caused() -> None:
     assert correction.corrects_alert_id in raised
 
 
+def test_a_retracted_reenrolment_with_the_same_vlo_corrects_nothing() -> None:
+    history = [enrolled(at(1), recorded=at(1))]
+    again = enrolled(at(3), recorded=at(3))  # enrolled again, same victim and VLO
+    history += [again, trigger("transferred", at(10), recorded=at(10))]
+    raised = raise_live(history)
+    history.append(retraction(again, at(20)))
+
+    assert plan_alerts(derive_alerts(history, no_rules, on_record=raised), raised) == []
+
+
+def test_a_retracted_reenrolment_with_another_vlo_readdresses_the_alert() -> None:
+    history = [enrolled(at(1), recorded=at(1))]
+    again = enrolled(at(3), vlo="VLO-B", recorded=at(3))
+    history += [again, trigger("transferred", at(10), recorded=at(10))]
+    raised = raise_live(history)
+    assert [a.recipient for a in raised.values()] == ["VLO-B"]
+    history.append(retraction(again, at(20)))
+
+    correction, readdressed = plan_alerts(
+        derive_alerts(history, no_rules, on_record=raised), raised
+    )
+    assert (correction.kind, correction.recipient) == (CORRECTION, "VLO-B")
+    assert (readdressed.kind, readdressed.recipient) == ("transferred", "VLO-A")
+
+
 def test_a_retraction_that_arrives_before_its_target_means_no_alert_at_all() -> None:
     released = trigger("released", at(10), recorded=at(30))
     history = [enrolled(at(1)), retraction(released, at(20), recorded=at(20)), released]
