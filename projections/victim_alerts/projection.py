@@ -25,6 +25,7 @@ from projections.victim_alerts.rules import (
     Fact,
     derive_alerts,
     fact_of,
+    instant_of,
     plan_alerts,
 )
 
@@ -107,10 +108,20 @@ class VictimAlertsProjection(Projection):
         since = _judged_since(history, facts)
         if since is not None:
             return _added(raised, self._plan_since(history, raised, facts, since))
+        moments = _moments_to_judge(history)
+        standing: set[str] = set()
+        if len(moments) > 1 and raised:
+            # An alert on record before this batch that the whole history still derives is
+            # no error, whatever a moment before one of its retractions makes of it: in a
+            # rebuild the alerts on record include ones raised on facts that arrived later
+            # (after the retraction), which that moment does not hold.
+            derived = derive_alerts(history.documents, self.lead_times, facts, raised)
+            standing = {alert.alert_id for alert in derived if alert.alert_id in raised}
         planned: list[Alert] = []
-        for end in _moments_to_judge(history):
+        for end in moments:
             # Each moment is judged given what the moments before it raised.
-            planned += _added(raised, self._plan(history.documents[:end], raised, facts[:end]))
+            documents = history.documents[:end]
+            planned += _added(raised, self._plan(documents, raised, facts[:end], standing))
         return planned
 
     def _plan_since(
@@ -129,10 +140,14 @@ class VictimAlertsProjection(Projection):
         return [alert for alert in derived if alert.alert_id not in raised]
 
     def _plan(
-        self, documents: History, raised: dict[str, Alert], facts: Sequence[Fact]
+        self,
+        documents: History,
+        raised: dict[str, Alert],
+        facts: Sequence[Fact],
+        standing: set[str] | frozenset[str] = frozenset(),
     ) -> list[Alert]:
         """What to raise, judging these documents (``facts``: as the rules read them),
-        given the alerts on record."""
+        given the alerts on record (of which those ``standing`` are never corrected)."""
         # During a rebuild the history is replayed from zero while the alerts on record
         # stay: an alert about an event not replayed yet is not "no longer due", so only
         # alerts about events in the history so far may be judged for correction.
@@ -151,7 +166,7 @@ class VictimAlertsProjection(Projection):
             for alert in already.values()
             if alert.alert_id not in derived_ids
             and alert.kind != CORRECTION
-            and not _support(alert, documents) & retracted
+            and (alert.alert_id in standing or not _support(alert, documents) & retracted)
         ]
         return plan_alerts([*derived, *kept], already)
 
@@ -172,16 +187,17 @@ def _retracted_ids(documents: History) -> set[str]:
 
 def _support(alert: Alert, documents: History) -> set[str]:
     """The events an alert rests on: its event and the victim's enrolment; for a
-    late-release-notice alert, also the facts that set the level and the area."""
+    late-release-notice alert, every fact placed at or before the notice (those that set
+    the level and the area, and the earliest fact, whose area is the first)."""
     support = {alert.event_id, str(alert.details.get("enrolmentEventId"))}
     if alert.kind == LATE_RELEASE_NOTICE:
-        support |= {d["eventId"] for d in documents if d["eventType"] in _LEVEL_OR_AREA}
+        notice = instant_of(alert.occurred_at)
+        support |= {
+            d["eventId"]
+            for d in documents
+            if d["eventType"] != "record.retracted" and instant_of(d["occurredAt"]) <= notice
+        }
     return support
-
-
-_LEVEL_OR_AREA = frozenset(
-    {"mappa.level-changed", "mappa.case-closed", "mappa.area-transferred", "custody.released"}
-)
 
 
 # The event types that raise alerts or decide who is told and how (victims, level, area);

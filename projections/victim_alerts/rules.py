@@ -305,7 +305,7 @@ def _moment(text: str) -> datetime:
 
 # For alerts' times, read again and again; a fact's are read once (``fact_of``), and
 # nearly every one is new: looking them up first made reading a fact half as slow again.
-_instant = functools.lru_cache(maxsize=65_536)(_moment)
+instant_of = functools.lru_cache(maxsize=65_536)(_moment)
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
@@ -808,7 +808,7 @@ def _late_notice_alert(notice: Fact, shortfall: _Shortfall, offender_ref: str) -
 def _sort_key(alert: Alert) -> tuple[datetime, str, int, str, str]:
     kinds = (*ALERT_KINDS, LATE_RELEASE_NOTICE, CORRECTION)
     return (
-        _instant(alert.occurred_at),
+        instant_of(alert.occurred_at),
         alert.event_id,
         kinds.index(alert.kind),
         alert.recipient,
@@ -916,7 +916,7 @@ def plan_alerts(derived: Sequence[Alert], already_raised: Mapping[str, Alert]) -
 
 
 def _correction(alert: Alert) -> Alert:
-    when = _for_people(_instant(alert.occurred_at))
+    when = _for_people(instant_of(alert.occurred_at))
     addressee = f"For victim {alert.victim_ref}: " if alert.victim_ref else ""
     message = (
         f"{addressee}Correction: the earlier {alert.kind} alert about {alert.event_type} event"

@@ -884,3 +884,67 @@ def test_a_vlo_never_sees_another_vlos_alerts_through_any_command(
         status, out, err = mappa(capsys, *command)
         assert status == 0, (command, err)
         assert not any(ref in out for ref in ("V-A1", "V-B1", "V-B2")), command
+
+
+def notified(h: History, at: str, expected: str) -> None:
+    h.add("release.notified", at, expectedReleaseDate=expected, releaseType="licence")
+
+
+def coordinators_alerts(tracker: Tracker, area: str) -> list[tuple[str, Any]]:
+    with tracker.views.transaction() as tx:
+        return [
+            (a.alert.kind, a.alert.details.get("daysShort"))
+            for a in alerts_for(tx, f"coordinator:{area}", include_done=True)
+        ]
+
+
+def test_retracting_the_earliest_fact_corrects_a_late_notice_alert_to_the_area_it_gave(
+    tracker: Tracker,
+) -> None:
+    """The offender's earliest fact made Durham their first area, so a notice 111 days
+    ahead was short of Durham's six months; that fact is retracted: West Mercia was the
+    area, whose three months the notice met, so Durham is told the alert was in error."""
+    h = History("WM-000192")
+    earliest = h.add("mappa.category-assigned", "2004-12-01T10:00:00+00:00", category=2)
+    earliest["area"] = "DUR"
+    h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=3)
+    notified(h, "2005-01-10T10:00:00+00:00", expected="2005-05-01")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    assert [kind for kind, _ in coordinators_alerts(tracker, "DUR")] == ["late-release-notice"]
+
+    ingest(tracker, [h.retract(earliest, "2005-02-01T10:00:00+00:00")])
+    tracker.catch_up()
+    assert [kind for kind, _ in coordinators_alerts(tracker, "DUR")] == [
+        "late-release-notice",
+        "correction",
+    ]
+    assert coordinators_alerts(tracker, "WM") == []
+    once = alerts_on_record(tracker)
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == once
+
+
+def test_a_rebuild_leaves_a_late_notice_alert_raised_on_a_fact_that_came_after_a_retraction(
+    tracker: Tracker,
+) -> None:
+    """Live, level 3 arrives last (late), after two retractions, and makes the notice late:
+    one alert. Replayed, the moment before a retraction does not hold level 3 yet; the alert
+    the whole history derives is not corrected there."""
+    h = History("WM-000193")
+    category = h.add("mappa.category-assigned", "2004-11-01T10:00:00+00:00", category=2)
+    level_1 = h.add("mappa.level-changed", "2004-12-01T10:00:00+00:00", level=1)
+    h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=2)
+    notified(h, "2005-01-10T10:00:00+00:00", expected="2005-03-01")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    for later in (
+        h.retract(level_1, "2005-02-01T10:00:00+00:00"),
+        h.retract(category, "2005-02-02T10:00:00+00:00"),
+        h.add("mappa.level-changed", "2005-01-05T10:00:00+00:00", level=3),
+    ):
+        ingest(tracker, [later])
+        tracker.catch_up()
+    assert coordinators_alerts(tracker, "WM") == [("late-release-notice", 40)]
+    tracker.rebuild("victim-alerts")
+    assert coordinators_alerts(tracker, "WM") == [("late-release-notice", 40)]
