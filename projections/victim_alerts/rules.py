@@ -736,7 +736,11 @@ def _shortfall(
 
 
 def _late_notice_alerts(
-    notice: Fact, facts: Sequence[Fact], lead_times: LeadTimes, offender_ref: str
+    notice: Fact,
+    facts: Sequence[Fact],
+    lead_times: LeadTimes,
+    offender_ref: str,
+    on_record: Mapping[str, Alert] | None = None,
 ) -> list[Alert]:
     # Only facts placed at or before the notice bear on its level and area (the earliest fact
     # of all is one of them, since the notice itself is). As for victims, the notice counts as
@@ -760,11 +764,39 @@ def _late_notice_alerts(
         if shortfall is not None and shortfall.area not in shortfalls:
             shortfalls[shortfall.area] = shortfall
     return [
-        _late_notice_alert(notice, shortfall, offender_ref) for shortfall in shortfalls.values()
+        _late_notice_alert(notice, shortfall, offender_ref, on_record)
+        for shortfall in shortfalls.values()
     ]
 
 
-def _late_notice_alert(notice: Fact, shortfall: _Shortfall, offender_ref: str) -> Alert:
+def _late_notice_alert_id(
+    notice: Fact, shortfall: _Shortfall, on_record: Mapping[str, Alert] | None
+) -> str:
+    """The id of the alert to ``shortfall.area``: the notice's and the area's, unless the
+    alert on record under that id gave another level, rule or shortfall. Only a retraction
+    changes what the notice is judged on (a fact reported late cannot un-raise an alert), so
+    one did: the alert on record is corrected, and the co-ordinator told anew, under an id
+    from what it says too."""
+    alert_id = coordinator_alert_id_for(notice.event_id, shortfall.area)
+    recorded = on_record.get(alert_id) if on_record else None
+    if recorded is None or (
+        recorded.details.get("level"),
+        recorded.details.get("ruleDuration"),
+        recorded.details.get("daysShort"),
+    ) == (shortfall.level, shortfall.rule, shortfall.days_short):
+        return alert_id
+    return alert_uuid(
+        f"{notice.event_id}:coordinator:{shortfall.area}:{shortfall.level}:{shortfall.rule}:"
+        f"{shortfall.days_short}"
+    )
+
+
+def _late_notice_alert(
+    notice: Fact,
+    shortfall: _Shortfall,
+    offender_ref: str,
+    on_record: Mapping[str, Alert] | None = None,
+) -> Alert:
     days = shortfall.days_short
     message = (
         f"Late release notice: the notice given on {shortfall.notice_date} that offender"
@@ -776,7 +808,7 @@ def _late_notice_alert(notice: Fact, shortfall: _Shortfall, offender_ref: str) -
         f"{_lateness_sentence(notice)}"
     )
     return Alert(
-        alert_id=coordinator_alert_id_for(notice.event_id, shortfall.area),
+        alert_id=_late_notice_alert_id(notice, shortfall, on_record),
         kind=LATE_RELEASE_NOTICE,
         recipient=f"coordinator:{shortfall.area}",
         victim_ref=None,
@@ -885,7 +917,7 @@ def derive_alerts(
                 for enrolment, alert_id in zip(enrolments, ids, strict=True)
             )
         if trigger.event_type == _NOTIFIED:
-            alerts.extend(_late_notice_alerts(trigger, facts, lead_times, reference))
+            alerts.extend(_late_notice_alerts(trigger, facts, lead_times, reference, on_record))
     return sorted(alerts, key=_sort_key)
 
 

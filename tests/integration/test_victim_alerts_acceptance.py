@@ -948,3 +948,29 @@ def test_a_rebuild_leaves_a_late_notice_alert_raised_on_a_fact_that_came_after_a
     assert coordinators_alerts(tracker, "WM") == [("late-release-notice", 40)]
     tracker.rebuild("victim-alerts")
     assert coordinators_alerts(tracker, "WM") == [("late-release-notice", 40)]
+
+
+def test_retracting_the_level_a_late_notice_alert_gave_corrects_it_and_tells_the_right_shortfall(
+    tracker: Tracker,
+) -> None:
+    """Level 2 (six weeks) made a notice 22 days ahead 20 days short; the level-2 change is
+    retracted: the offender was at level 3 (three months), so the co-ordinator is told the
+    alert was in error and gets the right one, 68 days short; a rebuild repeats none of it."""
+    h = History("WM-000194")
+    h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=3)
+    level_2 = h.add("mappa.level-changed", "2005-01-05T10:00:00+00:00", level=2)
+    notified(h, "2005-01-10T10:00:00+00:00", expected="2005-02-01")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    assert coordinators_alerts(tracker, "WM") == [("late-release-notice", 20)]
+
+    ingest(tracker, [h.retract(level_2, "2005-01-20T10:00:00+00:00")])
+    tracker.catch_up()
+    assert coordinators_alerts(tracker, "WM") == [
+        ("late-release-notice", 20),
+        ("correction", None),
+        ("late-release-notice", 68),
+    ]
+    once = alerts_on_record(tracker)
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == once
