@@ -163,7 +163,7 @@ class Offender(Aggregate):
         else:
             # Only the fields fold() reads matter; build the event without an originator.
             facts.append(_detached(fact))
-        return fold(facts, retracted, known - self.retraction_ids)[1]
+        return fold(facts, retracted, known)[1]
 
     # --- evolving (never raises) ------------------------------------------------------
 

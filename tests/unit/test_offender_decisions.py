@@ -169,6 +169,26 @@ def test_a_retraction_of_a_retraction_is_refused() -> None:
     assert offender.version == version
 
 
+def test_a_retraction_whose_target_arrives_later_as_a_retraction_is_not_queried_again() -> None:
+    # Received first, the retraction of a retraction cannot be refused; once its target
+    # arrived, its query is cleared, and later facts must not raise it again as "not received".
+    h = History("WM-000001")
+    reception = h.add(
+        "custody.received", "2003-01-01T10:00:00+00:00", prison="A", reason="sentence"
+    )
+    target = h.retract(reception, "2003-02-01T10:00:00+00:00")
+    h.retract(target, "2003-03-01T10:00:00+00:00")
+    h.add("mappa.level-changed", "2002-06-01T10:00:00+01:00", level=1)  # placed earliest
+    reception_fact, target_fact, outer_fact, earlier_fact = h.facts()
+    offender = Offender(mappa_ref=h.ref)
+    for fact in (reception_fact, outer_fact, target_fact):
+        offender.record(fact)
+    assert query_kinds(offender) == set()
+    decision = offender.record(earlier_fact)
+    assert decision.raised == []
+    assert query_kinds(offender) == set()
+
+
 def test_a_retraction_of_a_retraction_known_only_to_the_store_is_refused() -> None:
     h = History("WM-000001")
     h.add(
