@@ -152,13 +152,19 @@ def test_a_retracted_event_is_as_if_it_had_not_happened() -> None:
     assert query_kinds(offender) == {"release-without-custody"}
 
 
-def test_a_retraction_of_a_retraction_is_refused() -> None:
+def a_reception_retracted_twice() -> History:
+    """A reception, its retraction, and a retraction of that retraction."""
     h = History("WM-000001")
     reception = h.add(
         "custody.received", "2003-01-01T10:00:00+00:00", prison="A", reason="sentence"
     )
     first = h.retract(reception, "2003-02-01T10:00:00+00:00")
     h.retract(first, "2003-03-01T10:00:00+00:00")
+    return h
+
+
+def test_a_retraction_of_a_retraction_is_refused() -> None:
+    h = a_reception_retracted_twice()
     offender = Offender(mappa_ref=h.ref)
     reception_fact, first_fact, second_fact = h.facts()
     offender.record(reception_fact)
@@ -172,12 +178,7 @@ def test_a_retraction_of_a_retraction_is_refused() -> None:
 def test_a_retraction_whose_target_arrives_later_as_a_retraction_is_not_queried_again() -> None:
     # Received first, the retraction of a retraction cannot be refused; once its target
     # arrived, its query is cleared, and later facts must not raise it again as "not received".
-    h = History("WM-000001")
-    reception = h.add(
-        "custody.received", "2003-01-01T10:00:00+00:00", prison="A", reason="sentence"
-    )
-    target = h.retract(reception, "2003-02-01T10:00:00+00:00")
-    h.retract(target, "2003-03-01T10:00:00+00:00")
+    h = a_reception_retracted_twice()
     h.add("mappa.level-changed", "2002-06-01T10:00:00+01:00", level=1)  # placed earliest
     reception_fact, target_fact, outer_fact, earlier_fact = h.facts()
     offender = Offender(mappa_ref=h.ref)
