@@ -15,13 +15,14 @@ read model's deliberate choices so the two can be compared:
 * *Events at the same instant are applied together*: a yes/no state (in custody,
   registered) both begun and ended at one instant is left as it was before the instant, in
   whatever order the events arrived, because the other state would have lasted no time;
-  two values of one attribute at one instant (two levels, two areas) are taken in arrival
-  order, the last recorded holding. Having a category (or a level) is such a yes/no state
-  too, begun by an assignment and ended by a closure: with both at one instant, an
+  two values of one attribute at one instant (two levels, two areas) are taken in eventId
+  order, the last holding, so that the same documents give the same return in any order.
+  Having a category (or a level) is such a yes/no state too, begun by an assignment and
+  ended by a closure: with both at one instant, an
   offender who had none keeps none (the assignment is not "a later event of the same
   type" than the closure) and one who had one takes the new value (being without lasted
   no time). The situation *at* an instant is the one after every event of that instant.
-* The area at first is the ``area`` of the earliest non-retracted fact, arrival order
+* The area at first is the ``area`` of the earliest non-retracted fact, eventId order
   breaking a tie; retractions are corrections, not facts about the offender, and play no
   part in the fold.
 * ``i`` does not ask for category 1: the return counts registered offenders.
@@ -120,7 +121,7 @@ def visible_facts(history: Sequence[Mapping[str, Any]], known_by: datetime | Non
         for arrival, document in seen
         if document["eventType"] != "record.retracted" and document["eventId"] not in retracted
     ]
-    return sorted(facts, key=lambda fact: (fact.at, fact.arrival))
+    return sorted(facts, key=lambda fact: (fact.at, str(fact.document["eventId"])))
 
 
 def same_instant_groups(facts: list[Fact]) -> Iterable[tuple[datetime, list[Fact]]]:
@@ -159,10 +160,10 @@ def after_instant(before: Situation, group: list[Fact]) -> Situation:
             any(kind in ENDS_REGISTRATION for kind in kinds),
         ),
     )
-    # Values of one attribute: arrival order within the instant, the last recorded holding.
+    # Values of one attribute: eventId order within the instant, the last holding.
     categories: list[int] = []
     levels: list[int] = []
-    for fact in sorted(group, key=lambda f: f.arrival):
+    for fact in group:
         info = fact.info
         if fact.kind == "mappa.category-assigned":
             categories.append(int(info["category"]))

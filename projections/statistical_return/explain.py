@@ -322,7 +322,8 @@ class _Why:
         self.documents = _effective_documents(history, known_by)
         self.by_id = {str(document.get("eventId")): document for document in self.documents}
         self.by_instant: dict[int, list[Document]] = {}
-        for document in self.documents:
+        # In the timeline's order: by instant, then eventId (see ``rules``).
+        for document in sorted(self.documents, key=lambda d: str(d.get("eventId"))):
             self.by_instant.setdefault(to_instant(document["occurredAt"]), []).append(document)
         self.cited: dict[str, list[str]] = {}
 

@@ -14,8 +14,10 @@ Building a timeline
        naming an event not (yet) seen simply has nothing to drop. Retractions are
        corrections, not facts about the offender, so they take no further part.
     3. *Order*: the remaining facts are sorted by ``occurredAt`` as an absolute
-       instant (offsets, hence BST/GMT, are resolved by the conversion), arrival
-       order breaking ties ("evaluated at occurredAt order, not arrival order").
+       instant (offsets, hence BST/GMT, are resolved by the conversion), ``eventId``
+       breaking ties ("evaluated at occurredAt order, not arrival order": the same
+       documents give the same return in whatever order they arrived; the caseload and
+       the victim alerts place facts the same way).
     4. *Folding*: facts with the same instant are applied together as one group,
        giving a piecewise-constant :class:`State` (responsible area and BCU,
        registered, in custody, category, level) over half-open segments
@@ -25,7 +27,7 @@ Building a timeline
        (a release and a recall, a registration started and ended) stays as it was
        before the instant, whatever the arrival order: the other state lasted no
        time. Several values of one kind (two level changes, two transfers) are
-       taken in arrival order, the last one holding.
+       taken in that order, the last one holding.
     5. *Occurrences*: the dated events the return counts (registration breaches,
        civil orders, recalls, order breaches, charges) are kept with the state at
        their instant; disposals of charges are kept by ``chargeId``.
@@ -333,6 +335,10 @@ def _assignment_or(previous: int | None, assigned: int | None, closed: bool) -> 
 _Fact = tuple[int, int, str, Mapping[str, Any]]
 
 
+def _placement(fact: _Fact) -> tuple[int, str]:
+    return fact[0], str(fact[3].get("eventId"))
+
+
 def build_timeline(
     history: Sequence[Mapping[str, Any]], known_by: int | None = None
 ) -> OffenderTimeline | None:
@@ -405,7 +411,7 @@ class TimelineFold:
 
     def _new_facts(self, documents: Sequence[Mapping[str, Any]]) -> list[_Fact] | None:
         """These documents' facts, placed (retracted, retractions and repeated eventIds left
-        out; sorted by instant, arrival breaking ties); None if, after facts already folded,
+        out; sorted by instant, eventId breaking ties); None if, after facts already folded,
         one happened at or before the last of them. Records their eventIds."""
         last_instant = self.last_instant
         facts: list[_Fact] = []
@@ -426,8 +432,7 @@ class TimelineFold:
             ids.add(event_id)
             facts.append((instant, arrival, str(event_type), document))
         self.event_ids |= ids
-        # Arrival order breaks ties: the sort is stable and facts are in arrival order.
-        facts.sort(key=itemgetter(0))
+        facts.sort(key=_placement)
         return facts
 
     def _apply(self, facts: Sequence[_Fact]) -> None:
@@ -517,7 +522,7 @@ _SHAPING_TYPES: Final = _STATE_TYPES | _OCCURRENCE_TYPES | {_DISPOSED, RETRACTED
 
 
 def _apply_together(state: State, group: Sequence[_Fact]) -> State:
-    """The state after applying every event of one instant (arrival order within it)."""
+    """The state after applying every event of one instant (in eventId order)."""
     area, bcu, registered, in_custody, category, level = state
     if area is None:
         # "the `area` of their earliest event (by occurredAt)": the first fact.
