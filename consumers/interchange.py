@@ -26,6 +26,7 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -215,6 +216,14 @@ class TemporaryReleaseInfo(_Model):
     from_: Day = Field(alias="from")
     to: Day
 
+    @field_validator("to")
+    @classmethod
+    def _not_before_from(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("from_")
+        if start is not None and value < start:
+            raise ValueError(f"must not be before from ({start.isoformat()})")
+        return value
+
 
 class ParoleInfo(_Model):
     outcome: Literal["release-directed", "release-refused", "open-conditions"]
@@ -307,6 +316,8 @@ def _document_model(event_class: type[ev.InterchangeEvent]) -> type[_Envelope]:
     info_model = _INFO_MODELS[event_class]
     info_annotation: Any = info_model
     if info_model is _NoInfo:
+        # Nothing to say: given as {}, left out, or null.
+        info_annotation = _NoInfo | None
         info_field: Any = Field(default_factory=_NoInfo)
     else:
         info_field = Field(...)
@@ -463,7 +474,8 @@ def _first_problem(error: ValidationError, data: dict[str, Any]) -> InvalidDocum
 def to_fact(document: Any) -> ReportedFact:
     """Map a validated document onto the domain's fact: event class and fields."""
     event_class = ev.EVENT_CLASS_BY_TYPE[document.eventType]
-    info = document.additionalInformation.model_dump(mode="json", by_alias=True)
+    given = document.additionalInformation or _NoInfo()
+    info = given.model_dump(mode="json", by_alias=True)
     fields: dict[str, Any] = {
         "event_id": str(document.eventId),
         # pydantic's own tzinfo class would not survive storage; use the stdlib's.

@@ -277,3 +277,20 @@ def test_a_nul_character_anywhere_is_rejected_naming_the_field() -> None:
         parse_document(json.dumps(document))
     assert raised.value.field == "additionalInformation.victimRef"
     assert "U+0000" in str(raised.value)
+
+
+@pytest.mark.parametrize("event_type", ["registration.ended", "custody.absconded", "licence.ended"])
+def test_a_type_with_nothing_to_say_may_give_its_additional_information_as_null(
+    event_type: str,
+) -> None:
+    document = example(event_type)
+    document["additionalInformation"] = None
+    assert parse_document(json.dumps(document)).event_class.EVENT_TYPE == event_type
+
+
+def test_a_temporary_release_that_ends_before_it_begins_is_rejected_naming_to() -> None:
+    document = example("custody.temporary-release")
+    document["additionalInformation"].update({"from": "2005-01-20", "to": "2005-01-10"})
+    with pytest.raises(InvalidDocument, match="must not be before from") as raised:
+        parse_document(json.dumps(document))
+    assert raised.value.field == "additionalInformation.to"
