@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, date, timezone
+from datetime import UTC, date, datetime, timezone
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -55,7 +55,6 @@ NonEmpty = Annotated[str, Field(min_length=1, pattern=_NOT_BLANK)]
 # boolean, a number of seconds for a moment, a moment for a date. The contract's types are
 # JSON's, so a value is taken only in the JSON type the contract gives it.
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_ISO_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
 
 
 def _json_integer(value: Any) -> Any:
@@ -65,9 +64,15 @@ def _json_integer(value: Any) -> Any:
 
 
 def _iso_moment(value: Any) -> Any:
-    if not isinstance(value, str) or not _ISO_MOMENT.match(value):
-        raise ValueError("must be an ISO 8601 date and time, such as 2005-03-28T10:15:00+01:00")
-    return value
+    # Read by the standard library, which takes every ISO 8601 form a sender may write
+    # (an offset in hours, "+01"; the basic format, 20050328T101500+0100; a week date;
+    # the time to the hour), where pydantic's parser takes RFC 3339's only.
+    try:
+        if isinstance(value, str):
+            return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ValueError("must be an ISO 8601 date and time, such as 2005-03-28T10:15:00+01:00")
 
 
 def _iso_date(value: Any) -> Any:

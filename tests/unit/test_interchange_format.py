@@ -294,3 +294,22 @@ def test_a_temporary_release_that_ends_before_it_begins_is_rejected_naming_to() 
     with pytest.raises(InvalidDocument, match="must not be before from") as raised:
         parse_document(json.dumps(document))
     assert raised.value.field == "additionalInformation.to"
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("2005-03-28T10:15:00+01:00", "2005-03-28T10:15:00+01:00"),
+        ("2005-03-28T10:15:00+01", "2005-03-28T10:15:00+01:00"),
+        ("20050328T101500+0100", "2005-03-28T10:15:00+01:00"),
+        ("2005-W13-1T10:15:00+01:00", "2005-03-28T10:15:00+01:00"),
+        ("2005-03-28T10+01:00", "2005-03-28T10:00:00+01:00"),
+        ("2005-03-28T09:15:00.5Z", "2005-03-28T09:15:00.500000+00:00"),
+    ],
+)
+def test_occurred_at_may_be_written_in_any_iso_8601_form_with_an_offset(
+    written: str, read: str
+) -> None:
+    document = example("custody.absconded")
+    document["occurredAt"] = written
+    assert parse_document(json.dumps(document)).fields["occurred_at"].isoformat() == read
