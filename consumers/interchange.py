@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -483,8 +483,9 @@ def to_fact(document: Any) -> ReportedFact:
     info = given.model_dump(mode="json", by_alias=True)
     fields: dict[str, Any] = {
         "event_id": str(document.eventId),
-        # pydantic's own tzinfo class would not survive storage; use the stdlib's.
-        "occurred_at": document.occurredAt.astimezone(timezone(document.occurredAt.utcoffset())),
+        # Read by the standard library (``_iso_moment``), so its tzinfo is the stdlib's
+        # ``timezone``, which storage takes (pydantic's own would not survive it).
+        "occurred_at": document.occurredAt,
         "source": document.source.model_dump(exclude_none=True),
         "identifiers": [i.model_dump() for i in document.personReference.identifiers],
         "area": document.area,
