@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -144,7 +145,7 @@ class VictimAlertsProjection(Projection):
         documents: History,
         raised: dict[str, Alert],
         facts: Sequence[Fact],
-        standing: set[str] | frozenset[str] = frozenset(),
+        standing: AbstractSet[str] = frozenset(),
     ) -> list[Alert]:
         """What to raise, judging these documents (``facts``: as the rules read them),
         given the alerts on record (of which those ``standing`` are never corrected)."""
