@@ -18,6 +18,8 @@ from datetime import datetime
 from domain import events as ev
 
 LICENCE_RELEASE_TYPES = frozenset({"licence", "parole-licence"})
+# The outcomes of an application to a court (``order.granted`` names one only when applied for).
+ORDER_OUTCOMES = (ev.OrderInterimGranted, ev.OrderGranted, ev.OrderRefused)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class OffenderState:
     victims: dict[str, Victim] = field(default_factory=dict)
     # Every charge id received so far (a disposal of any other is queried).
     charged: set[str] = field(default_factory=set)
+    # Every application id received so far (an outcome of any other is queried).
+    applied: set[str] = field(default_factory=set)
 
 
 def placement_key(event: ev.InterchangeEvent) -> tuple[datetime, str]:
@@ -109,6 +113,18 @@ def query_for(state: OffenderState, fact: ev.InterchangeEvent) -> Query | None:
     elif isinstance(fact, ev.OffenceDisposed) and fact.charge_id not in state.charged:
         kind = "disposal-without-charge"
         reason = f"charge {fact.charge_id} disposed of, but no such charge has been received"
+    elif (
+        isinstance(fact, ORDER_OUTCOMES)
+        and fact.application_id
+        and fact.application_id not in state.applied
+    ):
+        # Like a charge's disposal: the application is scoped to the offender
+        # (interchange-v1.md), and it may yet arrive, placed earlier.
+        kind = "outcome-without-application"
+        reason = (
+            f"{fact.EVENT_TYPE} names application {fact.application_id}, "
+            "but no such application has been received"
+        )
     if not kind:
         return None
     return Query(f"{fact.event_id}:{kind}", fact.event_id, kind, reason)
@@ -132,13 +148,16 @@ def _apply(state: OffenderState, fact: ev.InterchangeEvent) -> None:
         case ev.RegistrationEnded():
             state.registered = False
         case ev.OrderApplied():
+            state.applied.add(fact.application_id)
             state.open_applications[fact.application_id] = fact.order_type
         case ev.OrderGranted() | ev.OrderRefused():
             if fact.application_id:
                 state.open_applications.pop(fact.application_id, None)
         case ev.OrderBreached():
+            # Back in custody, but the licence stands: only a recall (which commonly
+            # follows) or its end takes it away.
             if fact.returned_to_custody:
-                state.in_custody, state.on_licence = True, False
+                state.in_custody = True
         case ev.CustodyReceived():
             state.in_custody = True
         case ev.ReleaseNotified():

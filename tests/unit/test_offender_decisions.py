@@ -102,6 +102,28 @@ def test_an_end_of_sentence_release_is_not_a_licence() -> None:
     assert query_kinds(record_all(h)) == {"recall-without-licence"}
 
 
+def test_a_recall_after_an_order_breach_returned_them_to_custody_is_not_queried() -> None:
+    # Breaching a SOPO puts the offender back in custody but does not end their licence:
+    # the recall that commonly follows is a recall of someone on licence.
+    h = History("WM-000001")
+    h.add("custody.received", "2004-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("custody.released", "2004-06-01T10:00:00+01:00", releaseType="licence")
+    h.add("order.breached", "2004-08-01T10:00:00+01:00", orderType="SOPO", returnedToCustody=True)
+    h.add("licence.recalled", "2004-08-02T10:00:00+01:00", reason="breach-of-conditions")
+    offender = record_all(h)
+    assert query_kinds(offender) == set()
+    assert offender.state.in_custody and not offender.state.on_licence
+
+
+def test_an_order_breach_returning_them_to_custody_keeps_their_licence() -> None:
+    h = History("WM-000001")
+    h.add("custody.received", "2004-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("custody.released", "2004-06-01T10:00:00+01:00", releaseType="licence")
+    h.add("order.breached", "2004-08-01T10:00:00+01:00", orderType="SOPO", returnedToCustody=True)
+    state = record_all(h).state
+    assert state.in_custody and state.on_licence
+
+
 def test_a_disposal_of_a_charge_not_received_is_queried_until_the_charge_arrives() -> None:
     h = History("WM-000001")
     h.add("offence.disposed", "2006-05-01T10:00:00+01:00", chargeId="C1", outcome="convicted")
@@ -112,6 +134,34 @@ def test_a_disposal_of_a_charge_not_received_is_queried_until_the_charge_arrives
     record_all(late, offender)
     assert query_kinds(offender) == set()
     assert offender.state.open_charges == {}
+
+
+@pytest.mark.parametrize("outcome", ["order.interim-granted", "order.granted", "order.refused"])
+def test_an_outcome_of_an_application_not_received_is_queried_until_it_arrives(
+    outcome: str,
+) -> None:
+    h = History("WM-000001")
+    h.add(outcome, "2006-05-01T10:00:00+01:00", orderType="SOPO", applicationId="A1")
+    offender = record_all(h)
+    assert query_kinds(offender) == {"outcome-without-application"}
+    late = History("WM-000001", namespace="late")
+    late.add("order.applied", "2006-01-01T10:00:00+00:00", orderType="SOPO", applicationId="A1")
+    record_all(late, offender)
+    assert query_kinds(offender) == set()
+
+
+def test_an_order_granted_on_conviction_names_no_application_and_is_not_queried() -> None:
+    h = History("WM-000001")
+    h.add("order.granted", "2006-05-01T10:00:00+01:00", orderType="SOPO")
+    assert query_kinds(record_all(h)) == set()
+
+
+def test_an_application_of_another_offender_does_not_answer_for_this_one() -> None:
+    first, second = History("WM-000001"), History("WM-000002")
+    first.add("order.applied", "2006-01-01T10:00:00+00:00", orderType="SOPO", applicationId="A1")
+    second.add("order.refused", "2006-05-01T10:00:00+01:00", orderType="SOPO", applicationId="A1")
+    record_all(first)
+    assert query_kinds(record_all(second)) == {"outcome-without-application"}
 
 
 def test_charge_ids_are_scoped_to_their_offender() -> None:
