@@ -102,26 +102,27 @@ def test_an_end_of_sentence_release_is_not_a_licence() -> None:
     assert query_kinds(record_all(h)) == {"recall-without-licence"}
 
 
-def test_a_recall_after_an_order_breach_returned_them_to_custody_is_not_queried() -> None:
-    # Breaching a SOPO puts the offender back in custody but does not end their licence:
-    # the recall that commonly follows is a recall of someone on licence.
+def on_licence_then_breached_an_order() -> History:
     h = History("WM-000001")
     h.add("custody.received", "2004-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
     h.add("custody.released", "2004-06-01T10:00:00+01:00", releaseType="licence")
     h.add("order.breached", "2004-08-01T10:00:00+01:00", orderType="SOPO", returnedToCustody=True)
+    return h
+
+
+def test_an_order_breach_returning_them_to_custody_keeps_their_licence() -> None:
+    state = record_all(on_licence_then_breached_an_order()).state
+    assert state.in_custody and state.on_licence
+
+
+def test_a_recall_after_an_order_breach_returned_them_to_custody_is_not_queried() -> None:
+    # Breaching a SOPO puts the offender back in custody but does not end their licence:
+    # the recall that commonly follows is a recall of someone on licence.
+    h = on_licence_then_breached_an_order()
     h.add("licence.recalled", "2004-08-02T10:00:00+01:00", reason="breach-of-conditions")
     offender = record_all(h)
     assert query_kinds(offender) == set()
     assert offender.state.in_custody and not offender.state.on_licence
-
-
-def test_an_order_breach_returning_them_to_custody_keeps_their_licence() -> None:
-    h = History("WM-000001")
-    h.add("custody.received", "2004-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
-    h.add("custody.released", "2004-06-01T10:00:00+01:00", releaseType="licence")
-    h.add("order.breached", "2004-08-01T10:00:00+01:00", orderType="SOPO", returnedToCustody=True)
-    state = record_all(h).state
-    assert state.in_custody and state.on_licence
 
 
 def test_a_disposal_of_a_charge_not_received_is_queried_until_the_charge_arrives() -> None:
