@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
@@ -151,6 +152,12 @@ class IngestService:
         }
         known = self.records.known_events(wanted)
         offenders = self._load_all({fact.offender_id for _, fact in batch})
+        # One recordedAt for the whole batch: it is stored in one transaction, so no reader
+        # ever knows one of its facts without the others. Victim alerts are judged on what
+        # was known at each moment, so a file's facts are judged together, in occurredAt
+        # order, whatever their order in the file (a withdrawal placed before a release
+        # but written after it in the same file means no alert).
+        recorded_at = datetime.now(UTC)
         index_rows: list[IndexRow] = []
         results: list[Result] = []
         for item, fact in batch:
@@ -160,7 +167,7 @@ class IngestService:
             offender = offenders.get(fact.offender_id) or Offender(mappa_ref=fact.mappa_ref)
             target = known.get(str(fact.fields.get("retracted_event_id")))
             try:
-                decision = offender.record(fact, target)
+                decision = offender.record(fact, target, recorded_at)
             except DomainError as error:
                 results.append(Result(item, Verdict.REJECTED, fact.event_id, str(error)))
                 continue

@@ -128,15 +128,26 @@ class Offender(Aggregate):
 
     # --- deciding ---------------------------------------------------------------------
 
-    def record(self, fact: ReportedFact, retraction_target: KnownEvent | None = None) -> Decision:
-        """Decide on ``fact`` and, unless it is a duplicate, record it and its queries."""
+    def record(
+        self,
+        fact: ReportedFact,
+        retraction_target: KnownEvent | None = None,
+        recorded_at: datetime | None = None,
+    ) -> Decision:
+        """Decide on ``fact`` and, unless it is a duplicate, record it and its queries.
+
+        ``recorded_at``: when the tracker records it (the events' ``timestamp``, a fact's
+        ``recordedAt``); None, now. The facts stored together in one transaction are given
+        one, so that what reads the store knows them all from the same moment, as it does.
+        """
         decision = decide(self, fact, retraction_target)
         if decision.outcome is Outcome.DUPLICATE:
             return decision
-        self.trigger_event(fact.event_class, **fact.fields)
+        self.trigger_event(fact.event_class, timestamp=recorded_at, **fact.fields)
         for query in decision.raised:
             self.trigger_event(
                 ev.DataQualityQueryRaised,
+                timestamp=recorded_at,
                 query_id=query.query_id,
                 about_event_id=query.about_event_id,
                 kind=query.kind,
@@ -144,7 +155,10 @@ class Offender(Aggregate):
             )
         for query_id in decision.cleared:
             self.trigger_event(
-                ev.DataQualityQueryCleared, query_id=query_id, cleared_by_event_id=fact.event_id
+                ev.DataQualityQueryCleared,
+                timestamp=recorded_at,
+                query_id=query_id,
+                cleared_by_event_id=fact.event_id,
             )
         return decision
 

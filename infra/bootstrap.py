@@ -6,12 +6,15 @@ caller closes it.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
+from eventsourcing.persistence import Notification
 
 from consumers.alert_publisher import AlertPublisher
 from consumers.inbound import InboundConsumer
@@ -72,9 +75,7 @@ class Tracker:
             position = writer.position(NOTIFICATION_LOG)
             applied[name] = 0
             while True:
-                notifications = self.records.recorder.select_notifications(
-                    start=position + 1, limit=self.settings.batch_size
-                )
+                notifications = self._page_from(position + 1)
                 if not notifications:
                     break
                 deliveries = [delivery_of(n, self.records.mapper, n.id) for n in notifications]
@@ -88,6 +89,28 @@ class Tracker:
                 writer.forget()
         return applied
 
+    def _page_from(self, start: int) -> list[Notification]:
+        """A page of the notification log from ``start``, of ``batch_size`` notifications
+        or more: it does not end inside a run of one offender's events.
+
+        One ingest transaction stores each offender's events one after the other, all
+        recorded at one moment, and a projection must be given them together: victim
+        alerts are judged on what was known at each moment, and half a moment's facts
+        could raise an alert (then corrected) that the whole of them rules out.
+        """
+        limit = self.settings.batch_size
+        recorder = self.records.recorder
+        page = list(recorder.select_notifications(start=start, limit=limit))
+        if len(page) < limit:
+            return page
+        while True:
+            offender = page[-1].originator_id
+            more = recorder.select_notifications(start=page[-1].id + 1, limit=limit)
+            run = list(itertools.takewhile(partial(_of_offender, offender), more))
+            page.extend(run)
+            if len(run) < limit:
+                return page
+
     def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
         """Reset a projection and replay every stored event into it (in this process)."""
         from infra.rebuild import rebuild_projections  # it builds on this module
@@ -97,6 +120,10 @@ class Tracker:
     def close(self) -> None:
         self.views.close()
         self.records.close()
+
+
+def _of_offender(offender_id: object, notification: Notification) -> bool:
+    return notification.originator_id == offender_id
 
 
 def bootstrap(settings: Settings | None = None) -> Tracker:

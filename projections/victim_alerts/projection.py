@@ -119,10 +119,24 @@ class VictimAlertsProjection(Projection):
             derived = derive_alerts(history.documents, self.lead_times, facts, raised)
             standing = {alert.alert_id for alert in derived if alert.alert_id in raised}
         planned: list[Alert] = []
+        retracting = _retracted_ids(history.documents_since(history.known_before))
         for end in moments:
             # Each moment is judged given what the moments before it raised.
             documents = history.documents[:end]
-            planned += _added(raised, self._plan(documents, raised, facts[:end], standing))
+            plan = self._plan(documents, raised, facts[:end], standing)
+            if end < len(history.documents):
+                # Just before a retraction, only the alerts about an event (or through an
+                # enrolment) that it or a later retraction of the batch takes back are
+                # raised, to be corrected: facts written after the retraction in the same
+                # submission were known at the same moment, and every other alert is judged
+                # at the end, on all that was known then.
+                plan = [
+                    alert
+                    for alert in plan
+                    if alert.kind == CORRECTION
+                    or {alert.event_id, alert.details.get("enrolmentEventId")} & retracting
+                ]
+            planned += _added(raised, plan)
         return planned
 
     def _plan_since(

@@ -27,7 +27,7 @@ from tests.e2e.pipeline import Pipeline, consume_all, wait_until
 from tests.integration.test_victim_alerts_acceptance import (
     OnRecord,
     alerts_on_record,
-    assert_as_derived,
+    assert_derived_from_deliveries,
     generated,
     stored_documents,
     two_victims_and_a_retracted_notice,
@@ -129,7 +129,7 @@ def _run(pipeline: Pipeline, workdir: Path) -> Run:
 
 def test_alerts_on_the_pipeline_are_one_for_one_those_derived_from_the_contract(run: Run) -> None:
     # Also: the projector killed mid-stream and the relay republishing raised none twice.
-    assert_as_derived(run.on_record, run.documents)
+    assert_derived_from_deliveries(run.on_record, run.documents)
 
 
 def test_a_retraction_on_the_pipeline_raises_one_correction_per_earlier_alert(run: Run) -> None:
