@@ -416,8 +416,16 @@ def _for_people(moment: datetime) -> str:
     return f"{moment.astimezone(LONDON).isoformat(' ', 'minutes')[:16]} (UK time)"
 
 
+# An event that reaches the tracker within this long of happening is on time: agencies record
+# and send what happens within minutes, and a VLO told "12 seconds late" learns nothing.
+# Later than that, the alert says how late (victim-alerts.md, "Timely").
+ON_TIME_WITHIN_SECONDS = 3600
+
+
 def _late_by_seconds(fact: Fact) -> int:
-    return max(0, int((fact.recorded - fact.occurred).total_seconds()))
+    """How late the fact reached the tracker, in seconds; 0 if it was on time."""
+    seconds = int((fact.recorded - fact.occurred).total_seconds())
+    return seconds if seconds > ON_TIME_WITHIN_SECONDS else 0
 
 
 def _how_late(seconds: int) -> str:

@@ -382,6 +382,15 @@ def test_an_event_on_time_does_not_say_it_was_late() -> None:
     assert "late" not in alert.message
 
 
+@pytest.mark.parametrize(("after", "late_by"), [(5, 0), (3600, 0), (3601, 3601), (7200, 7200)])
+def test_an_event_reaching_the_tracker_within_an_hour_is_on_time(after: int, late_by: int) -> None:
+    recorded = at(10) + timedelta(seconds=after)
+    [alert] = victim_alerts([enrolled(at(1)), trigger("released", at(10), recorded=recorded)])
+    assert alert.late_by_seconds == late_by
+    assert ("late" in alert.message) is bool(late_by)
+    assert alert.details.get("lateBySeconds") == (late_by or None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Raised once: stable ids, any arrival order
 
