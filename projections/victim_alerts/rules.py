@@ -391,18 +391,18 @@ def _responsible_area(first_area: str, facts: Sequence[Fact], moment: datetime) 
     return area
 
 
-def _level(facts: Sequence[Fact], moment: datetime) -> int | None:
-    """The MAPPA level at ``moment``: the latest level set at or before it, unless the case
-    was closed after it was set. ``facts`` is in placement order."""
-    level: int | None = None
+def _level_set_by(facts: Sequence[Fact], moment: datetime) -> Fact | None:
+    """The ``mappa.level-changed`` that gave the MAPPA level at ``moment``: the latest at or
+    before it, unless the case was closed after it. ``facts`` is in placement order."""
+    setter: Fact | None = None
     for fact in facts:
         if fact.occurred > moment:
             break
         if fact.event_type == _LEVEL_CHANGED:
-            level = int(fact.info["level"])
+            setter = fact
         elif fact.event_type == _CASE_CLOSED:
-            level = None
-    return level
+            setter = None
+    return setter
 
 
 def _london_date(moment: datetime) -> date:
@@ -713,6 +713,8 @@ class _Shortfall:
     notice_date: date
     due_by: date
     expected: date
+    # The mappa.level-changed that gave the level.
+    level_event_id: str
 
     @property
     def days_short(self) -> int:
@@ -728,9 +730,10 @@ def _shortfall(
 ) -> _Shortfall | None:
     """How the notice fell short of its area's rule, judged on the ``known`` level and area
     changes and the area of the earliest known fact."""
-    level = _level(known, notice.occurred)
-    if level is None:
+    setter = _level_set_by(known, notice.occurred)
+    if setter is None:
         return None
+    level = int(setter.info["level"])
     area = _responsible_area(first_area, known, notice.occurred)
     rule = lead_times(area, level)
     if not rule:
@@ -740,7 +743,7 @@ def _shortfall(
     due_by = add_duration(notice_date, parse_duration(rule))
     if due_by <= expected:
         return None
-    return _Shortfall(area, level, rule, notice_date, due_by, expected)
+    return _Shortfall(area, level, rule, notice_date, due_by, expected, setter.event_id)
 
 
 def _late_notice_alerts(
@@ -784,18 +787,36 @@ def _late_notice_alert_id(
     alert on record under that id gave another level, rule or shortfall. Only a retraction
     changes what the notice is judged on (a fact reported late cannot un-raise an alert), so
     one did: the alert on record is corrected, and the co-ordinator told anew, under an id
-    from what it says too."""
+    from what it says too. An alert corrected (its level retracted) that is due again, saying
+    the same, through another level change (the level sent again) is told anew too, under an
+    id from that change."""
+    records = on_record or {}
     alert_id = coordinator_alert_id_for(notice.event_id, shortfall.area)
-    recorded = on_record.get(alert_id) if on_record else None
-    if recorded is None or (
-        recorded.details.get("level"),
-        recorded.details.get("ruleDuration"),
-        recorded.details.get("daysShort"),
-    ) == (shortfall.level, shortfall.rule, shortfall.days_short):
+    recorded = records.get(alert_id)
+    if recorded is None:
         return alert_id
-    return alert_uuid(
+    content = (
         f"{notice.event_id}:coordinator:{shortfall.area}:{shortfall.level}:{shortfall.rule}:"
         f"{shortfall.days_short}"
+    )
+    says = (shortfall.level, shortfall.rule, shortfall.days_short)
+    if _what_it_says(recorded) != says:
+        alert_id = alert_uuid(content)
+        recorded = records.get(alert_id)
+    if (
+        recorded is not None
+        and correction_id_for(alert_id) in records
+        and recorded.details.get("levelEventId") != shortfall.level_event_id
+    ):
+        return alert_uuid(f"{content}:{shortfall.level_event_id}")
+    return alert_id
+
+
+def _what_it_says(alert: Alert) -> tuple[Any, Any, Any]:
+    return (
+        alert.details.get("level"),
+        alert.details.get("ruleDuration"),
+        alert.details.get("daysShort"),
     )
 
 
@@ -837,6 +858,7 @@ def _late_notice_alert(
             "level": shortfall.level,
             "inTimeForReleaseFrom": shortfall.due_by.isoformat(),
             "daysShort": days,
+            "levelEventId": shortfall.level_event_id,
         },
     )
 

@@ -1072,3 +1072,34 @@ def test_retracting_the_level_a_late_notice_alert_gave_corrects_it_and_tells_the
     once = alerts_on_record(tracker)
     tracker.rebuild("victim-alerts")
     assert alerts_on_record(tracker) == once
+
+
+def test_a_late_notice_alert_corrected_with_its_level_is_told_again_when_the_level_is_sent_again(
+    tracker: Tracker,
+) -> None:
+    """Level 3 made a notice 22 days ahead 68 days short; the level change is retracted (no
+    level: no rule, the alert was in error), then sent again under a new eventId: the
+    notice is late again, saying the same, and the co-ordinator is told again; a rebuild
+    repeats none of it."""
+    h = History("WM-000195")
+    level_3 = h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=3)
+    notified(h, "2005-01-10T10:00:00+00:00", expected="2005-02-01")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    ingest(tracker, [h.retract(level_3, "2005-01-20T10:00:00+00:00")])
+    tracker.catch_up()
+    assert coordinators_alerts(tracker, "WM") == [
+        ("late-release-notice", 68),
+        ("correction", None),
+    ]
+
+    ingest(tracker, [h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=3)])
+    tracker.catch_up()
+    assert coordinators_alerts(tracker, "WM") == [
+        ("late-release-notice", 68),
+        ("correction", None),
+        ("late-release-notice", 68),
+    ]
+    once = alerts_on_record(tracker)
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == once
