@@ -42,9 +42,13 @@ BreachableOrderType = Literal[
     "SOPO", "NOTIFICATION_ORDER", "FOREIGN_TRAVEL_ORDER", "RESTRAINING_ORDER"
 ]
 ReleaseType = Literal["licence", "parole-licence", "end-of-sentence", "other"]
+# Every alert kind of victim-alerts.md, the co-ordinator's late-release-notice included:
+# a victim's ``wants`` naming it conforms (it is a list of alert kinds), and simply asks
+# for nothing that is ever sent to a victim.
 AlertKind = Literal[
     "release-due", "released", "licence-conditions", "recalled", "sentence-reduced",
     "work-placement", "absconded", "transferred", "parole-outcome", "case-closing",
+    "late-release-notice",
 ]  # fmt: skip
 # Not blank: some character other than white space (checked by pydantic-core itself, a
 # Python check per field made parsing a tenth slower; ``_first_problem`` words its error).

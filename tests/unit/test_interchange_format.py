@@ -264,6 +264,20 @@ def test_unknown_extra_fields_are_accepted_and_ignored() -> None:
     assert parse_document(json.dumps(document)).event_class is ev.LicenceEnded
 
 
+def test_wants_may_name_any_alert_kind_the_co_ordinators_included() -> None:
+    document = example("victim.enrolled")
+    document["additionalInformation"]["wants"] = ["released", "late-release-notice"]
+    assert parse_document(json.dumps(document)).event_class is ev.VictimEnrolled
+
+
+def test_wants_naming_no_alert_kind_is_rejected_naming_the_field() -> None:
+    document = example("victim.enrolled")
+    document["additionalInformation"]["wants"] = ["released", "postcards"]
+    with pytest.raises(InvalidDocument) as raised:
+        parse_document(json.dumps(document))
+    assert raised.value.field == "additionalInformation.wants.1"
+
+
 def test_the_json_schema_covers_every_event_type() -> None:
     schema = json.dumps(json_schema())
     for event_type in EXAMPLES:
