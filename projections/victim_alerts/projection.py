@@ -347,9 +347,11 @@ class RaisedAlert:
 def alerts_for(tx: Transaction, recipient: str, include_done: bool = False) -> list[RaisedAlert]:
     """The alerts addressed to ``recipient`` (a VLO, or ``coordinator:AREA``), oldest first.
 
-    Alerts raised in one batch share ``raised_at``, and a correction copies the times of the
-    alert it corrects: the sequence, given in the order they were raised, settles those ties,
-    so that a correction never comes before the alert it corrects.
+    Alerts raised in one batch share ``raised_at`` (and those of one submission
+    ``recorded_at``): they come in the order their events happened, compared as instants (the
+    senders' offsets differ, so their text does not sort). A correction copies the times of
+    the alert it corrects: the sequence, given in the order they were raised, settles those
+    ties, so that a correction never comes before the alert it corrects.
     """
     done_filter = "" if include_done else " AND done_at IS NULL"
     tx.execute(
@@ -358,9 +360,17 @@ def alerts_for(tx: Transaction, recipient: str, include_done: bool = False) -> l
         (recipient,),
     )
     n = len(_ALERT_FIELDS)
-    return [
+    listed = [
         RaisedAlert(_alert_from(row[:n]), row[n], row[n + 1], row[n + 2]) for row in tx.fetchall()
     ]
+    # Stable: alerts of one instant keep the database's order (the sequence among copies).
+    listed.sort(key=_oldest_first)
+    return listed
+
+
+def _oldest_first(raised: RaisedAlert) -> tuple[str, str, datetime]:
+    # raised_at and recorded_at are the tracker's own UTC times, all written alike.
+    return (raised.raised_at, raised.alert.recorded_at, instant_of(raised.alert.occurred_at))
 
 
 class AlertNotFound(LookupError):

@@ -1103,3 +1103,22 @@ def test_a_late_notice_alert_corrected_with_its_level_is_told_again_when_the_lev
     once = alerts_on_record(tracker)
     tracker.rebuild("victim-alerts")
     assert alerts_on_record(tracker) == once
+
+
+def test_a_vlos_list_is_oldest_first_by_instant_whatever_offset_the_senders_wrote(
+    tracker: Tracker,
+) -> None:
+    """Raised together, two events of one morning: the transfer at 10:00 BST (09:00 UTC)
+    came before the abscond at 09:30 UTC, though its text sorts after."""
+    h = History("WM-000196")
+    h.add("custody.received", "2005-01-01T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("victim.enrolled", "2005-01-02T10:00:00+00:00", victimRef="V-1", vloRef="VLO-T")
+    absconded = h.add("custody.absconded", "2005-06-01T09:30:00+00:00")
+    transferred = h.add(
+        "custody.transferred", "2005-06-01T10:00:00+01:00", fromPrison="HMP A", toPrison="HMP B"
+    )
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    with tracker.views.transaction() as tx:
+        listed = [raised.alert.event_id for raised in alerts_for(tx, "VLO-T")]
+    assert listed == [transferred["eventId"], absconded["eventId"]]
