@@ -977,13 +977,20 @@ def plan_alerts(derived: Sequence[Alert], already_raised: Mapping[str, Alert]) -
     return sorted(corrections, key=_sort_key) + to_raise
 
 
+def _rested_on(alert: Alert) -> str:
+    """What, retracted, made ``alert`` an error (a correction does not say which one)."""
+    if alert.kind == LATE_RELEASE_NOTICE:
+        return "the notice, or a fact its level or area was judged on,"
+    return "the event, or the victim's enrolment that it was told through,"
+
+
 def _correction(alert: Alert) -> Alert:
     when = _for_people(instant_of(alert.occurred_at))
     addressee = f"For victim {alert.victim_ref}: " if alert.victim_ref else ""
     message = (
         f"{addressee}Correction: the earlier {alert.kind} alert about {alert.event_type} event"
         f" {alert.event_id} of {when} (offender {alert.offender_ref}, alert {alert.alert_id})"
-        " was recorded in error: the event behind it has been retracted. Disregard it; if"
+        f" was recorded in error: {_rested_on(alert)} has been retracted. Disregard it; if"
         " it has already been passed on, say that it was recorded in error."
     )
     return Alert(

@@ -570,6 +570,7 @@ def test_a_retracted_event_gets_exactly_one_correction_and_planning_again_plans_
     assert (correction.recipient, correction.victim_ref) == ("VLO-A", "V-1")
     assert "recorded in error" in correction.message
     assert "recalled" in correction.message
+    assert "the event, or the victim's enrolment that it was told through," in correction.message
 
     raised[correction.alert_id] = correction
     assert plan_alerts(derive_alerts(history, no_rules), raised) == []
