@@ -209,11 +209,13 @@ class Offender(Aggregate):
     def _in_order(
         self, occurred_at: datetime, event_id: str, event_class: type[ev.InterchangeEvent]
     ) -> bool:
-        """Whether a fact would be placed after every fact known (and changes nothing else:
-        it is not a retraction, nor an event already retracted)."""
+        """Whether a fact would be placed after every fact known, at a later instant (and
+        changes nothing else: it is not a retraction, nor an event already retracted). One
+        at the instant of the last is folded with the others of that instant, which are
+        queried together (``timeline.fold``)."""
         if event_class is ev.RecordRetracted or event_id in self.retracted:
             return False
-        return self._last_key is None or (occurred_at, event_id) > self._last_key
+        return self._last_key is None or occurred_at > self._last_key[0]
 
     @property
     def history(self) -> list[ev.InterchangeEvent]:

@@ -11,8 +11,9 @@ state as the sending agency says, and is reported as a query, never an exception
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from domain import events as ev
@@ -78,12 +79,25 @@ def fold(
     """
     state = OffenderState()
     queries: dict[str, Query] = {}
-    for fact in sorted(facts, key=placement_key):
-        if fact.event_id in retracted:
+    standing = [fact for fact in sorted(facts, key=placement_key) if fact.event_id not in retracted]
+    for _, at_one_instant in itertools.groupby(standing, key=_occurred_at):
+        group = list(at_one_instant)
+        if len(group) == 1:
+            query = advance(state, group[0])
+            if query is not None:
+                queries[query.query_id] = query
             continue
-        query = advance(state, fact)
-        if query is not None:
-            queries[query.query_id] = query
+        # Facts of one instant are applied together (as statistical-return.md has it): none
+        # is queried for lacking what another of the same instant gives (a disposal on the
+        # day of its charge, both written at midnight), whatever their eventIds.
+        known = _with_what_they_give(state, group)
+        for fact in group:
+            if state.area is None:
+                state.area = fact.area
+            query = query_for(known, fact)
+            _apply(state, fact)
+            if query is not None:
+                queries[query.query_id] = query
     for target in sorted(retracted.keys() - known_ids):
         query = Query(
             query_id=f"{retracted[target]}:retraction-of-unknown-event",
@@ -93,6 +107,31 @@ def fold(
         )
         queries[query.query_id] = query
     return state, queries
+
+
+def _occurred_at(fact: ev.InterchangeEvent) -> datetime:
+    return fact.occurred_at
+
+
+def _with_what_they_give(state: OffenderState, facts: list[ev.InterchangeEvent]) -> OffenderState:
+    """``state`` as the queries of ``facts`` (of one instant) see it: with the custody, licence,
+    charges and applications that any of them gives."""
+    return replace(
+        state,
+        in_custody=state.in_custody
+        or any(
+            isinstance(f, ev.CustodyReceived | ev.LicenceRecalled)
+            or (isinstance(f, ev.OrderBreached) and f.returned_to_custody)
+            for f in facts
+        ),
+        on_licence=state.on_licence
+        or any(
+            isinstance(f, ev.CustodyReleased) and f.release_type in LICENCE_RELEASE_TYPES
+            for f in facts
+        ),
+        charged=state.charged | {f.charge_id for f in facts if isinstance(f, ev.OffenceCharged)},
+        applied=state.applied | {f.application_id for f in facts if isinstance(f, ev.OrderApplied)},
+    )
 
 
 def advance(state: OffenderState, fact: ev.InterchangeEvent) -> Query | None:

@@ -165,6 +165,39 @@ def test_an_application_of_another_offender_does_not_answer_for_this_one() -> No
     assert query_kinds(record_all(second)) == {"outcome-without-application"}
 
 
+SAME_INSTANT_PAIRS = [
+    (("custody.received", {"prison": "HMP A", "reason": "remand"}),
+     ("custody.released", {"releaseType": "other"})),
+    (("custody.released", {"releaseType": "licence"}),
+     ("licence.recalled", {"reason": "other"})),
+    (("offence.charged", {"chargeId": "C1", "offence": "rape"}),
+     ("offence.disposed", {"chargeId": "C1", "outcome": "convicted"})),
+    (("order.applied", {"orderType": "SOPO", "applicationId": "A1"}),
+     ("order.interim-granted", {"orderType": "SOPO", "applicationId": "A1"})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("giver", "taker"), SAME_INSTANT_PAIRS)
+@pytest.mark.parametrize("taker_id_first", [True, False])
+@pytest.mark.parametrize("taker_arrives_first", [True, False])
+def test_a_fact_is_not_queried_for_what_another_of_the_same_instant_gives(
+    giver: tuple[str, dict[str, Any]],
+    taker: tuple[str, dict[str, Any]],
+    taker_id_first: bool,
+    taker_arrives_first: bool,
+) -> None:
+    # Both at midnight, as a sender writing dates only would: applied together, whichever
+    # eventId sorts first and whichever arrives first.
+    h = History("WM-000001")
+    given = h.add(giver[0], "2006-01-01T00:00:00+00:00", **giver[1])
+    taken = h.add(taker[0], "2006-01-01T00:00:00+00:00", **taker[1])
+    low, high = sorted([given["eventId"], taken["eventId"]])
+    taken["eventId"], given["eventId"] = (low, high) if taker_id_first else (high, low)
+    if taker_arrives_first:
+        h.documents.reverse()
+    assert query_kinds(record_all(h)) == set()
+
+
 def test_charge_ids_are_scoped_to_their_offender() -> None:
     first, second = History("WM-000001"), History("WM-000002")
     first.add("offence.charged", "2006-01-01T10:00:00+00:00", chargeId="C1", offence="murder")
