@@ -57,6 +57,7 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypeGuard
@@ -158,13 +159,19 @@ def readdressed_alert_id_for(event_id: str, victim_ref: str, enrolment_event_id:
     return alert_uuid(f"{event_id}:{victim_ref}:{enrolment_event_id}")
 
 
-def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Alert] | None) -> str:
+def _victim_alert_id(
+    trigger: Fact,
+    enrolment: Fact,
+    on_record: Mapping[str, Alert] | None,
+    retracted: AbstractSet[str] = frozenset(),
+) -> str:
     """The id of the alert due through ``enrolment``: the event's and the victim's, unless
     the alert on record under that id came through another enrolment. The enrolment
     through which an alert is due never changes unless it is retracted, so that one was:
     the alert on record is corrected, and the victim's VLO (the same or another) is told
     anew, under an id from the enrolment too, whether the retraction and the other
-    enrolment arrive together or apart."""
+    enrolment arrive together or apart. ``retracted``: the events the history judged
+    retracts."""
     victim_ref = str(enrolment.info["victimRef"])
     alert_id = alert_id_for(trigger.event_id, victim_ref)
     recorded = on_record.get(alert_id) if on_record else None
@@ -173,12 +180,17 @@ def _victim_alert_id(trigger: Fact, enrolment: Fact, on_record: Mapping[str, Ale
         or recorded.details.get("enrolmentEventId") == enrolment.event_id
         # Raised through another enrolment of the victim with the same VLO (enrolled again)
         # while this one was known already, and not corrected: that VLO was told what was
-        # due through this one too, so nothing told was in error.
+        # due through this one too, so nothing told was in error. Corrected, that is, by a
+        # retraction in the history judged: replaying a history whose alerts are on record
+        # (a rebuild), a correction whose retraction is not replayed yet is still to come.
         or (
             recorded.recipient == str(enrolment.info["vloRef"])
             and enrolment.recorded <= trigger.recorded
             and on_record is not None
-            and correction_id_for(alert_id) not in on_record
+            and not (
+                correction_id_for(alert_id) in on_record
+                and {recorded.event_id, recorded.details.get("enrolmentEventId")} & retracted
+            )
         )
     ):
         return alert_id
@@ -912,6 +924,7 @@ def derive_alerts(
         # to derive (and most histories are so).
         return []
     facts = _facts(read)
+    retracted = {str(f.info.get("eventId")) for f in read if f.event_type == RETRACTED}
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
     of_victim: dict[str, list[Fact]] = {}
     for fact in facts:
@@ -933,7 +946,9 @@ def derive_alerts(
             for victim_facts in of_victim.values()
             if (enrolment := _addressing_enrolment(trigger, kind, victim_facts)) is not None
         ]
-        ids = [_victim_alert_id(trigger, enrolment, on_record) for enrolment in enrolments]
+        ids = [
+            _victim_alert_id(trigger, enrolment, on_record, retracted) for enrolment in enrolments
+        ]
         recorded = [on_record.get(alert_id) for alert_id in ids] if on_record else []
         if recorded and all(recorded):
             alerts.extend(alert for alert in recorded if alert is not None)

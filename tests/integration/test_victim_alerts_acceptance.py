@@ -1122,3 +1122,27 @@ def test_a_vlos_list_is_oldest_first_by_instant_whatever_offset_the_senders_wrot
     with tracker.views.transaction() as tx:
         listed = [raised.alert.event_id for raised in alerts_for(tx, "VLO-T")]
     assert listed == [transferred["eventId"], absconded["eventId"]]
+
+
+def test_a_rebuild_raises_nothing_for_an_event_retracted_where_its_victim_enrolled_again(
+    tracker: Tracker,
+) -> None:
+    """One submission: a recall told through the victim's enrolment, an unrelated fact
+    retracted, the victim enrolled again (same VLO) at the recall's instant, then the recall
+    retracted: told and corrected once; a rebuild, which has the correction on record while
+    it replays the moment before the recall's retraction, raises nothing again."""
+    h = History("WM-000197")
+    h.add("custody.released", "2005-01-12T19:00:00+00:00", releaseType="licence")
+    varied = h.add("sentence.varied", "2005-02-05T10:30:00+00:00", reason="other")
+    h.add("victim.enrolled", "2005-04-02T22:07:00+00:00", victimRef="V-0", vloRef="VLO-1")
+    recall = h.add("licence.recalled", "2005-04-14T11:00:00+00:00", reason="other")
+    h.retract(varied, "2005-07-01T00:00:00+00:00")
+    h.add("victim.enrolled", "2005-04-14T11:00:00+00:00", victimRef="V-0", vloRef="VLO-1")
+    h.retract(recall, "2005-07-01T00:00:00+00:00")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    once = alerts_on_record(tracker)
+    assert [a.kind for a in once.raised] == ["recalled"]
+    assert once.corrected == once.raised
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == once
