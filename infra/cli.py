@@ -31,6 +31,11 @@ from infra.settings import Settings
 from projections.statistical_return.areas import AreasFileError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+# A file is ingested in submissions of this many lines (or MAPPA_BATCH_SIZE, if larger), each
+# stored in one transaction and so known from one moment: victim alerts judge the facts of
+# one moment together, in occurredAt order, so up to this size a file's facts count whatever
+# their order in it. Some 20 MB of documents held at once.
+FILE_SUBMISSION_LINES = 20_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +89,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"no such file: {path}")
     tracker = bootstrap(settings)
     try:
-        summary = ingest_file(tracker, path, settings.batch_size, progress=not args.quiet)
+        submission = max(settings.batch_size, FILE_SUBMISSION_LINES)
+        summary = ingest_file(tracker, path, submission, progress=not args.quiet)
         for rejection in summary.rejections:
             print(f"line {rejection.item}: rejected: {rejection.message}", file=sys.stderr)
         print(json.dumps(summary.as_dict()) if args.json else _summary_line(summary))

@@ -500,6 +500,26 @@ def test_a_retraction_in_a_submission_takes_back_only_what_rests_on_the_fact_it_
     assert (on_record.coordinator, on_record.corrected) == ([], [])
 
 
+def test_mappa_ingest_takes_a_file_as_one_submission_beyond_the_batch_size(
+    tracker: Tracker,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The file of the test above through the command line, with transactions of three
+    documents elsewhere: the file is still stored as one submission, so the withdrawal and
+    the level written last count, and nobody is told anything."""
+    use_store(tracker, monkeypatch)
+    monkeypatch.setenv("MAPPA_BATCH_SIZE", "3")
+    h, _, _ = a_withdrawal_and_a_level_reported_after_the_events_they_bear_on()
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(h.lines()) + "\n")
+    status, _, _ = mappa(capsys, "ingest", str(path), "--quiet")
+    assert status == 0
+    on_record = alerts_on_record(tracker)
+    assert (on_record.raised, on_record.coordinator, on_record.corrected) == ([], [], [])
+
+
 def test_a_catch_up_gives_a_projection_one_submissions_facts_together_across_its_pages(
     tracker_factory: TrackerFactory,
 ) -> None:
