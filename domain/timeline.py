@@ -12,6 +12,7 @@ state as the sending agency says, and is reported as a query, never an exception
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -82,20 +83,12 @@ def fold(
     standing = [fact for fact in sorted(facts, key=placement_key) if fact.event_id not in retracted]
     for _, at_one_instant in itertools.groupby(standing, key=_occurred_at):
         group = list(at_one_instant)
-        if len(group) == 1:
-            query = advance(state, group[0])
-            if query is not None:
-                queries[query.query_id] = query
-            continue
         # Facts of one instant are applied together (as statistical-return.md has it): none
         # is queried for lacking what another of the same instant gives (a disposal on the
         # day of its charge, both written at midnight), whatever their eventIds.
-        known = _with_what_they_give(state, group)
+        seen_as = _with_what_they_give(state, group) if len(group) > 1 else None
         for fact in group:
-            if state.area is None:
-                state.area = fact.area
-            query = query_for(known, fact)
-            _apply(state, fact)
+            query = advance(state, fact, seen_as)
             if query is not None:
                 queries[query.query_id] = query
     for target in sorted(retracted.keys() - known_ids):
@@ -109,8 +102,7 @@ def fold(
     return state, queries
 
 
-def _occurred_at(fact: ev.InterchangeEvent) -> datetime:
-    return fact.occurred_at
+_occurred_at = operator.attrgetter("occurred_at")
 
 
 def _with_what_they_give(state: OffenderState, facts: list[ev.InterchangeEvent]) -> OffenderState:
@@ -134,11 +126,14 @@ def _with_what_they_give(state: OffenderState, facts: list[ev.InterchangeEvent])
     )
 
 
-def advance(state: OffenderState, fact: ev.InterchangeEvent) -> Query | None:
-    """Apply one fact placed after every fact applied so far; return the query it raises."""
+def advance(
+    state: OffenderState, fact: ev.InterchangeEvent, seen_as: OffenderState | None = None
+) -> Query | None:
+    """Apply one fact placed after every fact applied so far; return the query it raises,
+    judged on ``state``, or on ``seen_as`` (what the facts of its instant give together)."""
     if state.area is None:
         state.area = fact.area
-    query = query_for(state, fact)
+    query = query_for(state if seen_as is None else seen_as, fact)
     _apply(state, fact)
     return query
 
