@@ -119,7 +119,12 @@ class VictimAlertsProjection(Projection):
             derived = derive_alerts(history.documents, self.lead_times, facts, raised)
             standing = {alert.alert_id for alert in derived if alert.alert_id in raised}
         planned: list[Alert] = []
-        retracting = _retracted_ids(history.documents_since(history.known_before))
+        # What this batch retracts: only a batch with a retraction judges before its end.
+        retracting = (
+            _retracted_ids(history.documents_since(history.known_before))
+            if len(moments) > 1
+            else set()
+        )
         for end in moments:
             # Each moment is judged given what the moments before it raised.
             documents = history.documents[:end]

@@ -346,8 +346,9 @@ def fact_of(doc: Mapping[str, Any]) -> Fact:
     )
 
 
-def _facts(read: Iterable[Fact]) -> list[Fact]:
-    """The non-retracted facts (retractions themselves excluded), in placement order."""
+def _facts(read: Iterable[Fact]) -> tuple[list[Fact], set[str]]:
+    """The non-retracted facts (retractions themselves excluded), in placement order, and
+    the ids of the events retracted."""
     by_id: dict[str, Fact] = {}
     for fact in read:
         kept = by_id.get(fact.event_id)
@@ -365,7 +366,7 @@ def _facts(read: Iterable[Fact]) -> list[Fact]:
         for fact in by_id.values()
         if fact.event_type != RETRACTED and fact.event_id not in retracted
     ]
-    return sorted(facts, key=_placement)
+    return sorted(facts, key=_placement), retracted
 
 
 _occurred = operator.attrgetter("occurred")
@@ -923,8 +924,7 @@ def derive_alerts(
         # enrolment in the history and no notice among the events judged, there is nothing
         # to derive (and most histories are so).
         return []
-    facts = _facts(read)
-    retracted = {str(f.info.get("eventId")) for f in read if f.event_type == RETRACTED}
+    facts, retracted = _facts(read)
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
     of_victim: dict[str, list[Fact]] = {}
     for fact in facts:
