@@ -6,12 +6,10 @@ caller closes it.
 
 from __future__ import annotations
 
-import itertools
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 
 import structlog
 from eventsourcing.persistence import Notification
@@ -106,9 +104,9 @@ class Tracker:
         while True:
             offender = page[-1].originator_id
             more = recorder.select_notifications(start=page[-1].id + 1, limit=limit)
-            run = list(itertools.takewhile(partial(_of_offender, offender), more))
-            page.extend(run)
-            if len(run) < limit:
+            run = next((n for n, e in enumerate(more) if e.originator_id != offender), len(more))
+            page.extend(more[:run])
+            if run < limit:
                 return page
 
     def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
@@ -120,10 +118,6 @@ class Tracker:
     def close(self) -> None:
         self.views.close()
         self.records.close()
-
-
-def _of_offender(offender_id: object, notification: Notification) -> bool:
-    return notification.originator_id == offender_id
 
 
 def bootstrap(settings: Settings | None = None) -> Tracker:
