@@ -157,14 +157,6 @@ def test_an_order_granted_on_conviction_names_no_application_and_is_not_queried(
     assert query_kinds(record_all(h)) == set()
 
 
-def test_an_application_of_another_offender_does_not_answer_for_this_one() -> None:
-    first, second = History("WM-000001"), History("WM-000002")
-    first.add("order.applied", "2006-01-01T10:00:00+00:00", orderType="SOPO", applicationId="A1")
-    second.add("order.refused", "2006-05-01T10:00:00+01:00", orderType="SOPO", applicationId="A1")
-    record_all(first)
-    assert query_kinds(record_all(second)) == {"outcome-without-application"}
-
-
 SAME_INSTANT_PAIRS = [
     (("custody.received", {"prison": "HMP A", "reason": "remand"}),
      ("custody.released", {"releaseType": "other"})),
@@ -198,12 +190,25 @@ def test_a_fact_is_not_queried_for_what_another_of_the_same_instant_gives(
     assert query_kinds(record_all(h)) == set()
 
 
-def test_charge_ids_are_scoped_to_their_offender() -> None:
+@pytest.mark.parametrize(
+    ("opened", "closed", "kind"),
+    [
+        (("offence.charged", {"chargeId": "C1", "offence": "murder"}),
+         ("offence.disposed", {"chargeId": "C1", "outcome": "other"}),
+         "disposal-without-charge"),
+        (("order.applied", {"orderType": "SOPO", "applicationId": "A1"}),
+         ("order.refused", {"orderType": "SOPO", "applicationId": "A1"}),
+         "outcome-without-application"),
+    ],
+)  # fmt: skip
+def test_charge_and_application_ids_are_scoped_to_their_offender(
+    opened: tuple[str, dict[str, Any]], closed: tuple[str, dict[str, Any]], kind: str
+) -> None:
     first, second = History("WM-000001"), History("WM-000002")
-    first.add("offence.charged", "2006-01-01T10:00:00+00:00", chargeId="C1", offence="murder")
-    second.add("offence.disposed", "2006-05-01T10:00:00+01:00", chargeId="C1", outcome="other")
+    first.add(opened[0], "2006-01-01T10:00:00+00:00", **opened[1])
+    second.add(closed[0], "2006-05-01T10:00:00+01:00", **closed[1])
     record_all(first)
-    assert query_kinds(record_all(second)) == {"disposal-without-charge"}
+    assert query_kinds(record_all(second)) == {kind}
 
 
 def test_a_retraction_of_an_unreceived_event_is_queried_and_the_event_counts_as_retracted() -> None:
