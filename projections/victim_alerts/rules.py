@@ -12,10 +12,15 @@ moment the tracker knew of the event (some ``recordedAt``), the facts it knew th
 alert due. A ``victim.withdrawn`` or ``mappa.level-changed`` that happened earlier but
 reaches the tracker after the alert was raised therefore does not un-raise it (the VLO was
 told, and nothing told was recorded in error), and rebuilding the projection from zero
-raises the alerts it raised live (``recordedAt`` grows with arrival). Only a retraction
-makes an event "as if it had not happened" at every moment (interchange-v1.md), so a raised
-alert stops being derivable only when a fact it rests on is retracted, and that is when
-:func:`plan_alerts` corrects it.
+raises the alerts it raised live (``recordedAt`` grows with arrival). A retraction makes an
+event "as if it had not happened, from the time the retraction is recorded"
+(interchange-v1.md): each moment is judged with the retractions known then, and an alert
+due at a moment stands only if it rests on no fact retracted since (its trigger, the
+victim's enrolment, the level and area behind a late notice). So a raised alert stops being
+derivable only when a fact it rests on is retracted, and that is when :func:`plan_alerts`
+corrects it; and a retraction never makes due, at an earlier moment, an alert that the
+facts known then did not (retracting a withdrawal tells the victim's VLO as enrolled when
+the retraction came, not as enrolled before a re-enrolment arrived).
 
 Choices where the contract is silent (each also commented where it is made):
 
@@ -346,27 +351,46 @@ def fact_of(doc: Mapping[str, Any]) -> Fact:
     )
 
 
-def _facts(read: Iterable[Fact]) -> tuple[list[Fact], set[str]]:
-    """The non-retracted facts (retractions themselves excluded), in placement order, and
-    the ids of the events retracted."""
+class _Judged(NamedTuple):
+    """An offender's facts as the rules judge them."""
+
+    # The facts not retracted (retractions themselves excluded), in placement order.
+    facts: list[Fact]
+    # Each retracted event's id, with when its retraction reached the tracker.
+    retracted_at: dict[str, datetime]
+    # The retracted facts the tracker knew before their retraction reached it.
+    once_known: list[Fact]
+
+
+def _facts(read: Iterable[Fact]) -> _Judged:
     by_id: dict[str, Fact] = {}
     for fact in read:
         kept = by_id.get(fact.event_id)
         # Histories hold no duplicates; should one slip in, the first accepted copy counts.
         if kept is None or fact.recorded < kept.recorded:
             by_id[fact.event_id] = fact
-    # A retraction may arrive before its target: it still removes the target, at every
-    # moment, so an event retracted before it arrived never raises anything. Retractions of
-    # retractions are rejected at ingest, so a retraction is never itself retracted here.
-    retracted = {
-        str(fact.info.get("eventId")) for fact in by_id.values() if fact.event_type == RETRACTED
-    }
+    # A retraction makes its target as if it had not happened from the moment the retraction
+    # is recorded (interchange-v1.md): a target that arrived after its retraction was never
+    # known. Retractions of retractions are rejected at ingest, so a retraction is never
+    # itself retracted here.
+    retracted_at: dict[str, datetime] = {}
+    for fact in by_id.values():
+        if fact.event_type == RETRACTED:
+            target = str(fact.info.get("eventId"))
+            earlier = retracted_at.get(target)
+            if earlier is None or fact.recorded < earlier:
+                retracted_at[target] = fact.recorded
     facts = [
         fact
         for fact in by_id.values()
-        if fact.event_type != RETRACTED and fact.event_id not in retracted
+        if fact.event_type != RETRACTED and fact.event_id not in retracted_at
     ]
-    return sorted(facts, key=_placement), retracted
+    once_known = [
+        known
+        for target, at in retracted_at.items()
+        if (known := by_id.get(target)) is not None and known.recorded < at
+    ]
+    return _Judged(sorted(facts, key=_placement), retracted_at, sorted(once_known, key=_placement))
 
 
 _occurred = operator.attrgetter("occurred")
@@ -374,13 +398,36 @@ _occurred = operator.attrgetter("occurred")
 _placement = operator.attrgetter("occurred", "event_id")
 
 
-def _known_by(facts: Iterable[Fact], moment: datetime) -> list[Fact]:
-    return [fact for fact in facts if fact.recorded <= moment]
+def _known_by(
+    facts: Iterable[Fact], moment: datetime, retracted_at: Mapping[str, datetime] | None = None
+) -> list[Fact]:
+    """The ``facts`` the tracker knew at ``moment``: arrived, and not retracted by then."""
+    if not retracted_at:
+        return [fact for fact in facts if fact.recorded <= moment]
+    return [
+        fact
+        for fact in facts
+        if fact.recorded <= moment and retracted_at.get(fact.event_id, _NEVER) > moment
+    ]
 
 
-def _moments_after(start: datetime, facts: Iterable[Fact]) -> list[datetime]:
-    """``start`` and every later moment at which one of ``facts`` reached the tracker."""
-    return sorted({start, *(fact.recorded for fact in facts if fact.recorded > start)})
+def _moments_after(
+    start: datetime, facts: Iterable[Fact], retracted_at: Mapping[str, datetime] | None = None
+) -> list[datetime]:
+    """``start`` and every later moment at which one of ``facts`` reached the tracker, or
+    (``retracted_at``) its retraction did."""
+    if not retracted_at:
+        return sorted({start, *(fact.recorded for fact in facts if fact.recorded > start)})
+    moments = {start}
+    for fact in facts:
+        if fact.recorded > start:
+            moments.add(fact.recorded)
+        if (gone := retracted_at.get(fact.event_id)) and gone > start:
+            moments.add(gone)
+    return sorted(moments)
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def _moves_area(fact: Fact) -> bool:
@@ -485,21 +532,36 @@ def _wants(enrolment: Fact, kind: str) -> bool:
     return kind in wants
 
 
-def _addressing_enrolment(trigger: Fact, kind: str, of_victim: Sequence[Fact]) -> Fact | None:
+def _addressing_enrolment(
+    trigger: Fact,
+    kind: str,
+    of_victim: Sequence[Fact],
+    retracted_at: Mapping[str, datetime] | None = None,
+) -> Fact | None:
     """The enrolment through which the victim is (or was first) due the alert, if any.
 
     The victim's state at the trigger's ``occurredAt`` is the latest enrolment or withdrawal
     happening at or before it (enrolment at the same instant counts). It is judged with what
     the tracker knew at each moment from the trigger's arrival on: a late-arriving enrolment
     makes the alert due when it arrives; a late-arriving withdrawal cannot un-raise it.
+
+    ``of_victim`` holds the victim's enrolments and withdrawals, the retracted ones too:
+    what the tracker knew at a moment includes a fact whose retraction came later
+    (``retracted_at``), and excludes one retracted by then. An enrolment retracted since
+    addresses nothing (the alert through it is an error, corrected); the alert may be due
+    through another enrolment at a later moment, the retraction's among them.
     """
     relevant = [fact for fact in of_victim if fact.occurred <= trigger.occurred]
-    for moment in _moments_after(trigger.recorded, relevant):
-        known = _known_by(relevant, moment)
+    for moment in _moments_after(trigger.recorded, relevant, retracted_at):
+        known = _known_by(relevant, moment, retracted_at)
         if not known:
             continue
         latest = max(known, key=_victim_order)
-        if latest.event_type == _ENROLLED and _wants(latest, kind):
+        if (
+            latest.event_type == _ENROLLED
+            and _wants(latest, kind)
+            and not (retracted_at and latest.event_id in retracted_at)
+        ):
             return latest
     return None
 
@@ -761,7 +823,7 @@ def _shortfall(
 
 def _late_notice_alerts(
     notice: Fact,
-    facts: Sequence[Fact],
+    judged: _Judged,
     lead_times: LeadTimes,
     offender_ref: str,
     on_record: Mapping[str, Alert] | None = None,
@@ -770,7 +832,25 @@ def _late_notice_alerts(
     # of all is one of them, since the notice itself is). As for victims, the notice counts as
     # late if it was late on what the tracker knew at some moment after it arrived; a level
     # change or transfer reported later cannot un-raise it, but may raise it to another area.
-    relevant = [fact for fact in facts if fact.occurred <= notice.occurred]
+    relevant = [fact for fact in judged.facts if fact.occurred <= notice.occurred]
+    once_known = [fact for fact in judged.once_known if fact.occurred <= notice.occurred]
+    if once_known:
+        shortfalls = _shortfalls_with_retractions(
+            notice, relevant, once_known, judged.retracted_at, lead_times
+        )
+    else:
+        shortfalls = _shortfalls(notice, relevant, lead_times)
+    return [
+        _late_notice_alert(notice, shortfall, offender_ref, on_record)
+        for shortfall in shortfalls.values()
+    ]
+
+
+def _shortfalls(
+    notice: Fact, relevant: Sequence[Fact], lead_times: LeadTimes
+) -> dict[str, _Shortfall]:
+    """The first shortfall of the notice for each area, judged at each moment on the facts
+    known then (``relevant``: those placed at or before it, none of them retracted)."""
     changes = [fact for fact in relevant if _moves_area(fact) or _sets_level(fact)]
 
     def earliest_known(moment: datetime) -> Fact:
@@ -787,10 +867,45 @@ def _late_notice_alerts(
         shortfall = _shortfall(notice, first_area, _known_by(changes, moment), lead_times)
         if shortfall is not None and shortfall.area not in shortfalls:
             shortfalls[shortfall.area] = shortfall
-    return [
-        _late_notice_alert(notice, shortfall, offender_ref, on_record)
-        for shortfall in shortfalls.values()
-    ]
+    return shortfalls
+
+
+def _shortfalls_with_retractions(
+    notice: Fact,
+    relevant: Sequence[Fact],
+    once_known: Sequence[Fact],
+    retracted_at: Mapping[str, datetime],
+    lead_times: LeadTimes,
+) -> dict[str, _Shortfall]:
+    """As :func:`_shortfalls`, when facts placed at or before the notice were retracted
+    after the tracker knew them (``once_known``). At each moment the notice is judged on
+    what the tracker knew then, the retracted facts among it until their retraction came; a
+    shortfall found so stands only if it rests on nothing retracted since, that is if the
+    same facts without those retracted since give it too. (Judged on the facts without the
+    retracted ones at every moment, a superseded level could stand alone before the level
+    that superseded it had arrived, and give a shortfall at a level never current.)"""
+    as_known = sorted([*relevant, *once_known], key=_placement)
+    shortfalls: dict[str, _Shortfall] = {}
+    for moment in _moments_after(notice.recorded, as_known, retracted_at):
+        then = _shortfall_known_by(notice, as_known, moment, lead_times, retracted_at)
+        if then is None or then.area in shortfalls:
+            continue
+        if then == _shortfall_known_by(notice, relevant, moment, lead_times):
+            shortfalls[then.area] = then
+    return shortfalls
+
+
+def _shortfall_known_by(
+    notice: Fact,
+    facts: Sequence[Fact],
+    moment: datetime,
+    lead_times: LeadTimes,
+    retracted_at: Mapping[str, datetime] | None = None,
+) -> _Shortfall | None:
+    # Never empty: the notice itself is known from its arrival on, and is not retracted.
+    known = _known_by(facts, moment, retracted_at)
+    changes = [fact for fact in known if _moves_area(fact) or _sets_level(fact)]
+    return _shortfall(notice, known[0].area, changes, lead_times)
 
 
 def _late_notice_alert_id(
@@ -924,10 +1039,13 @@ def derive_alerts(
         # enrolment in the history and no notice among the events judged, there is nothing
         # to derive (and most histories are so).
         return []
-    facts, retracted = _facts(read)
+    judged = _facts(read)
+    facts, retracted_at = judged.facts, judged.retracted_at
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
+    # The retracted enrolments and withdrawals count for what the tracker knew before their
+    # retraction came.
     of_victim: dict[str, list[Fact]] = {}
-    for fact in facts:
+    for fact in itertools.chain(facts, judged.once_known):
         if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
             of_victim.setdefault(str(fact.info["victimRef"]), []).append(fact)
 
@@ -944,10 +1062,12 @@ def derive_alerts(
         enrolments = [
             enrolment
             for victim_facts in of_victim.values()
-            if (enrolment := _addressing_enrolment(trigger, kind, victim_facts)) is not None
+            if (enrolment := _addressing_enrolment(trigger, kind, victim_facts, retracted_at))
+            is not None
         ]
         ids = [
-            _victim_alert_id(trigger, enrolment, on_record, retracted) for enrolment in enrolments
+            _victim_alert_id(trigger, enrolment, on_record, retracted_at.keys())
+            for enrolment in enrolments
         ]
         recorded = [on_record.get(alert_id) for alert_id in ids] if on_record else []
         if recorded and all(recorded):
@@ -962,7 +1082,7 @@ def derive_alerts(
                 for enrolment, alert_id in zip(enrolments, ids, strict=True)
             )
         if trigger.event_type == _NOTIFIED:
-            alerts.extend(_late_notice_alerts(trigger, facts, lead_times, reference, on_record))
+            alerts.extend(_late_notice_alerts(trigger, judged, lead_times, reference, on_record))
     return sorted(alerts, key=_sort_key)
 
 

@@ -770,6 +770,37 @@ def test_an_alert_corrected_and_then_due_again_through_another_enrolment_is_rais
     assert listed() == told
 
 
+def test_a_retracted_withdrawal_counts_from_when_the_retraction_is_recorded(
+    tracker: Tracker,
+) -> None:
+    """Withdrawn when the recall arrived; enrolled again with VLO-B, for transfers only,
+    before the withdrawal is retracted. "As if it had not happened, from the time the
+    retraction is recorded": from then on the victim's standing at the recall is VLO-B's
+    enrolment, which does not want it, so no one is told, VLO-A least of all."""
+    h = History("WM-000196")
+    h.add("victim.enrolled", "2005-01-16T12:00:00+00:00", victimRef="V-1", vloRef="VLO-A")
+    withdrawal = h.add("victim.withdrawn", "2005-04-06T07:30:00+00:00", victimRef="V-1")
+    h.add("licence.recalled", "2005-05-09T20:30:00+00:00", reason="other")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    again = h.add(
+        "victim.enrolled",
+        "2005-04-11T10:00:00+00:00",
+        victimRef="V-1",
+        vloRef="VLO-B",
+        wants=["transferred"],
+    )
+    ingest(tracker, [again])
+    tracker.catch_up()
+    ingest(tracker, [h.retract(withdrawal, "2005-07-01T00:00:00+00:00")])
+    tracker.catch_up()
+
+    assert alerts_on_record(tracker) == OnRecord([], [], [])
+    assert_as_derived(alerts_on_record(tracker), stored_documents(tracker))
+    tracker.rebuild("victim-alerts")
+    assert alerts_on_record(tracker) == OnRecord([], [], [])
+
+
 def test_the_same_facts_in_one_submission_tell_the_vlo_once_with_nothing_to_correct(
     tracker: Tracker,
 ) -> None:
@@ -1041,6 +1072,29 @@ def test_retracting_the_earliest_fact_corrects_a_late_notice_alert_to_the_area_i
     once = alerts_on_record(tracker)
     tracker.rebuild("victim-alerts")
     assert alerts_on_record(tracker) == once
+
+
+def test_a_retracted_level_gives_way_to_the_level_known_when_the_retraction_came(
+    tracker: Tracker,
+) -> None:
+    """Level 1 (no rule) when the notice arrived; a level 2 before the notice reported
+    later; then the level 1 retracted. From then on the level at the notice is 2, whose six
+    weeks the notice met: level 3, superseded before the notice, was never the level it was
+    judged on, so no co-ordinator is told."""
+    h = History("WM-000197")  # West Mercia's shipped rules: P3M at level 3, P6W at level 2
+    h.add("mappa.level-changed", "2005-01-01T10:00:00+00:00", level=3)
+    wrong = h.add("mappa.level-changed", "2005-02-01T10:00:00+00:00", level=1)
+    notified(h, "2005-03-01T10:00:00+00:00", expected="2005-05-01")
+    ingest(tracker, h.documents)
+    tracker.catch_up()
+    ingest(tracker, [h.add("mappa.level-changed", "2005-02-15T10:00:00+00:00", level=2)])
+    tracker.catch_up()
+    ingest(tracker, [h.retract(wrong, "2005-07-01T00:00:00+00:00")])
+    tracker.catch_up()
+
+    assert coordinators_alerts(tracker, "WM") == []
+    tracker.rebuild("victim-alerts")
+    assert coordinators_alerts(tracker, "WM") == []
 
 
 def test_a_rebuild_leaves_a_late_notice_alert_raised_on_a_fact_that_came_after_a_retraction(

@@ -628,6 +628,53 @@ def test_a_late_withdrawal_does_not_correct_an_alert_already_raised() -> None:
     assert victim_alerts(history) == list(raised.values())
 
 
+def test_a_retracted_withdrawal_tells_the_victim_enrolled_when_the_retraction_came() -> None:
+    # Withdrawn when the recall arrived; enrolled again with another VLO, for transfers only,
+    # before the withdrawal is retracted. From the retraction on, the victim's standing at
+    # the recall is the second enrolment: nothing is due, and VLO-A was never due it.
+    history = [
+        enrolled(at(1), vlo="VLO-A", recorded=at(30)),
+        withdrawal := withdrawn(at(80), recorded=at(30)),
+        trigger("recalled", at(110), recorded=at(30)),
+        enrolled(at(85), vlo="VLO-B", wants=["transferred"], recorded=at(31)),
+        retraction(withdrawal, at(170), recorded=at(170)),
+    ]
+    assert raise_live(history) == {}
+    assert victim_alerts(history) == []
+
+
+def test_a_retracted_withdrawal_tells_the_vlo_when_the_retraction_comes() -> None:
+    history = [
+        enrolled(at(1), recorded=at(30)),
+        withdrawal := withdrawn(at(80), recorded=at(30)),
+        trigger("recalled", at(110), recorded=at(30)),
+    ]
+    assert raise_live(history) == {}
+    history.append(retraction(withdrawal, at(170), recorded=at(170)))
+    [alert] = raise_live(history).values()
+    assert (alert.kind, alert.recipient) == ("recalled", "VLO-A")
+    assert victim_alerts(history) == [alert]
+
+
+def test_an_enrolment_retracted_after_a_reenrolment_arrived_readdresses_to_the_vlo_then() -> None:
+    # First enrolment (VLO-A) alone when the event arrived, the victim enrolled again with
+    # VLO-B (before the event happened) reported later, then the first enrolment retracted:
+    # the VLO-A alert is corrected, and VLO-B, whose enrolment stood when the retraction
+    # came, is told.
+    first = enrolled(at(1), vlo="VLO-A", recorded=at(1))
+    history = [first, trigger("released", at(10), recorded=at(10))]
+    history.append(enrolled(at(5), vlo="VLO-B", recorded=at(12)))
+    raised = raise_live(history)
+    assert [a.recipient for a in raised.values()] == ["VLO-A"]
+    history.append(retraction(first, at(20), recorded=at(20)))
+
+    correction, readdressed = plan_alerts(
+        derive_alerts(history, no_rules, on_record=raised), raised
+    )
+    assert (correction.kind, correction.recipient) == (CORRECTION, "VLO-A")
+    assert (readdressed.kind, readdressed.recipient) == ("released", "VLO-B")
+
+
 def test_a_withdrawal_reported_with_the_event_prevents_the_alert() -> None:
     history = [
         enrolled(at(1), recorded=at(1)),
@@ -710,6 +757,37 @@ def test_the_rule_is_the_one_for_the_level_at_the_moment_of_the_notice() -> None
     ]
     [alert] = late_notices(history, lead)
     assert alert.details["level"] == 3
+
+
+def test_a_retracted_level_leaves_the_level_known_when_the_retraction_came() -> None:
+    # Level 3, then 1 (no rule) when the notice arrived; a level 2 that happened before the
+    # notice arrives later; then the level 1 is retracted. The level at the notice is 2
+    # from then on, and six weeks' notice is met: level 3 was never the level it was judged
+    # on, so no late notice is due at any moment.
+    lead = rules({("WM", 2): "P6W", ("WM", 3): "P3M"})
+    history = [
+        level("2005-01-01T09:00:00+00:00", 3, recorded=at(60)),
+        wrong := level("2005-02-01T09:00:00+00:00", 1, recorded=at(60)),
+        notice("2005-03-01T09:00:00+00:00", "2005-05-01", recorded=at(60)),
+    ]
+    assert raise_live(history, lead) == {}
+    history.append(level("2005-02-15T09:00:00+00:00", 2, recorded=at(61)))
+    history.append(retraction(wrong, at(70), recorded=at(70)))
+    assert raise_live(history, lead) == {}
+    assert late_notices(history, lead) == []
+
+
+def test_a_retracted_level_with_nothing_since_makes_the_notice_late_from_the_retraction() -> None:
+    lead = rules({("WM", 3): "P3M"})
+    history = [
+        level("2005-01-01T09:00:00+00:00", 3, recorded=at(60)),
+        wrong := level("2005-02-01T09:00:00+00:00", 1, recorded=at(60)),
+        notice("2005-03-01T09:00:00+00:00", "2005-05-01", recorded=at(60)),
+        retraction(wrong, at(70), recorded=at(70)),
+    ]
+    [alert] = raise_live(history, lead).values()
+    assert (alert.details["level"], alert.details["daysShort"]) == (3, 31)
+    assert late_notices(history, lead) == [alert]
 
 
 def test_a_level_without_a_rule_raises_no_late_notice() -> None:
