@@ -369,17 +369,16 @@ def _facts(read: Iterable[Fact]) -> _Judged:
         # Histories hold no duplicates; should one slip in, the first accepted copy counts.
         if kept is None or fact.recorded < kept.recorded:
             by_id[fact.event_id] = fact
+    retractions = [fact for fact in by_id.values() if fact.event_type == RETRACTED]
+    if not retractions:  # most histories
+        return _Judged(sorted(by_id.values(), key=_placement), {}, [])
     # A retraction makes its target as if it had not happened from the moment the retraction
     # is recorded (interchange-v1.md): a target that arrived after its retraction was never
     # known. Retractions of retractions are rejected at ingest, so a retraction is never
     # itself retracted here.
     retracted_at: dict[str, datetime] = {}
-    for fact in by_id.values():
-        if fact.event_type == RETRACTED:
-            target = str(fact.info.get("eventId"))
-            earlier = retracted_at.get(target)
-            if earlier is None or fact.recorded < earlier:
-                retracted_at[target] = fact.recorded
+    for retraction in sorted(retractions, key=_recorded, reverse=True):
+        retracted_at[str(retraction.info.get("eventId"))] = retraction.recorded
     facts = [
         fact
         for fact in by_id.values()
@@ -394,6 +393,7 @@ def _facts(read: Iterable[Fact]) -> _Judged:
 
 
 _occurred = operator.attrgetter("occurred")
+_recorded = operator.attrgetter("recorded")
 # ``Fact.placement``, made in C.
 _placement = operator.attrgetter("occurred", "event_id")
 
@@ -1045,9 +1045,15 @@ def derive_alerts(
     # The retracted enrolments and withdrawals count for what the tracker knew before their
     # retraction came.
     of_victim: dict[str, list[Fact]] = {}
+    # The victims some of whose facts were known and then retracted: only theirs are judged
+    # with the retractions' times.
+    with_retracted: set[str] = set()
     for fact in itertools.chain(facts, judged.once_known):
         if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
-            of_victim.setdefault(str(fact.info["victimRef"]), []).append(fact)
+            victim_ref = str(fact.info["victimRef"])
+            of_victim.setdefault(victim_ref, []).append(fact)
+            if fact.event_id in retracted_at:
+                with_retracted.add(victim_ref)
 
     first_area = facts[0].area if facts else ""
     moves = [fact for fact in facts if _moves_area(fact)]
@@ -1061,8 +1067,15 @@ def derive_alerts(
         reference = trigger.offender_ref or offender_ref
         enrolments = [
             enrolment
-            for victim_facts in of_victim.values()
-            if (enrolment := _addressing_enrolment(trigger, kind, victim_facts, retracted_at))
+            for victim_ref, victim_facts in of_victim.items()
+            if (
+                enrolment := _addressing_enrolment(
+                    trigger,
+                    kind,
+                    victim_facts,
+                    retracted_at if victim_ref in with_retracted else None,
+                )
+            )
             is not None
         ]
         ids = [
