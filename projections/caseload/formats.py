@@ -69,10 +69,14 @@ def format_table(summary: CaseloadSummary) -> str:
 
     lines += ["", f"Orders in force on {summary.on}: {len(summary.orders)}"]
     for order in summary.orders:
-        expiry = f"expires {order.expires_on}" if order.expires_on else "no expiry"
+        if order.interim:
+            made, expiry = "interim order granted", "until the court decides"
+        else:
+            made = "granted"
+            expiry = f"expires {order.expires_on}" if order.expires_on else "no expiry"
         lines.append(
             f"  {order.order_type:<21} {order.mappa_ref:<12} {order.bcu or 'BCU unknown'}  "
-            f"granted {order.granted_on}, {expiry}"
+            f"{made} {order.granted_on}, {expiry}"
         )
         if order.prohibitions:
             lines.append(f"      prohibitions: {'; '.join(order.prohibitions)}")

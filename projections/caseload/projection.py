@@ -57,7 +57,11 @@ _ADDED_COLUMNS = (
 )  # fmt: skip
 _ORDER_COLUMNS = (
     "offender_id", "event_id", "order_type", "granted_on", "expires_on", "prohibitions",
+    "interim",
 )  # fmt: skip
+# Columns added to ``caseload_orders`` since it was first made (a store made before gets them
+# when the projection starts; ``mappa rebuild caseload`` fills them in).
+_ADDED_ORDER_COLUMNS = (("interim", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class CaseloadProjection(Projection):
@@ -76,12 +80,14 @@ class CaseloadProjection(Projection):
         tx.execute(
             "CREATE INDEX IF NOT EXISTS caseload_offenders_area ON caseload_offenders (area, bcu)"
         )
-        _add_missing_columns(tx)
+        _add_missing_columns(tx, "caseload_offenders", _ADDED_COLUMNS)
         tx.execute(
             "CREATE TABLE IF NOT EXISTS caseload_orders (offender_id TEXT NOT NULL, "
             "event_id TEXT NOT NULL, order_type TEXT NOT NULL, granted_on TEXT NOT NULL, "
-            "expires_on TEXT, prohibitions TEXT NOT NULL, PRIMARY KEY (offender_id, event_id))"
+            "expires_on TEXT, prohibitions TEXT NOT NULL, interim INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (offender_id, event_id))"
         )
+        _add_missing_columns(tx, "caseload_orders", _ADDED_ORDER_COLUMNS)
 
     def reset(self, tx: Transaction) -> None:
         tx.execute("DELETE FROM caseload_offenders")
@@ -103,7 +109,7 @@ class CaseloadProjection(Projection):
             tx.execute(f"DELETE FROM caseload_orders WHERE {condition}", params)
         order_rows = [
             (s.offender_id, o.event_id, o.order_type, o.granted_on, o.expires_on,
-             json.dumps(list(o.prohibitions)))
+             json.dumps(list(o.prohibitions)), int(o.interim))
             for s in snapshots
             for o in s.orders
         ]  # fmt: skip
@@ -149,18 +155,19 @@ def _snapshot_of(history: OffenderHistory) -> Snapshot:
     return kept.snapshot(history.offender_id, history.mappa_ref)
 
 
-def _add_missing_columns(tx: Transaction) -> None:
+def _add_missing_columns(tx: Transaction, table: str, columns: Sequence[tuple[str, str]]) -> None:
     if tx.dialect == "postgres":
         tx.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'caseload_offenders'"
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
         )
     else:
-        tx.execute("SELECT name FROM pragma_table_info('caseload_offenders')")
+        tx.execute("SELECT name FROM pragma_table_info(%s)", (table,))
     present = {str(row[0]) for row in tx.fetchall()}
-    for column, kind in _ADDED_COLUMNS:
+    for column, kind in columns:
         if column not in present:
-            tx.execute(f"ALTER TABLE caseload_offenders ADD COLUMN {column} {kind}")
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _row(s: Snapshot) -> tuple[Any, ...]:
@@ -223,9 +230,16 @@ def current_snapshots(tx: Transaction, area: str) -> list[Snapshot]:
         (area,),
     )
     orders: dict[str, list[Order]] = {}
-    for offender_id, event_id, kind, granted_on, expires_on, prohibitions in tx.fetchall():
+    for offender_id, event_id, kind, granted_on, expires_on, prohibitions, interim in tx.fetchall():
         orders.setdefault(str(offender_id), []).append(
-            Order(event_id, kind, granted_on, expires_on, tuple(json.loads(prohibitions)))
+            Order(
+                event_id,
+                kind,
+                granted_on,
+                expires_on,
+                tuple(json.loads(prohibitions)),
+                interim=bool(interim),
+            )
         )
     return [_snapshot_from(row, tuple(orders.get(str(row[0]), ()))) for row in rows]
 

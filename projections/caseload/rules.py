@@ -70,6 +70,12 @@ class Order:
     granted_on: str  # the London date of its occurredAt
     expires_on: str | None
     prohibitions: tuple[str, ...]
+    # An interim order: in force from its grant until the court decides the application
+    # (a full order replaces it, a refusal ends it), as the caseload folds it.
+    interim: bool = False
+    # The application it was made on, if any (folded only, not stored: only the fold
+    # matches a decision to the interim order it ends).
+    application_id: str | None = None
 
     def in_force_on(self, day: date) -> bool:
         return self.granted_on <= day.isoformat() and (
@@ -175,6 +181,13 @@ class SnapshotFold:
             self._advance(fact)
         return True
 
+    def _decided(self, application_id: str | None) -> None:
+        """The court decided the application: the interim order made on it ends."""
+        if application_id is not None:
+            self.orders = [
+                o for o in self.orders if not (o.interim and o.application_id == application_id)
+            ]
+
     def _advance(self, fact: ev.InterchangeEvent) -> None:
         advance(self.state, fact)
         self.last_key = placement_key(fact)
@@ -189,7 +202,20 @@ class SnapshotFold:
                 self.notice_fact = None  # the next notice is about another custody term
             case ev.LicenceRecalled():
                 self.last_recall = Recall(fact.event_id, london_date(fact.occurred_at), fact.reason)
+            case ev.OrderInterimGranted() if fact.order_type in ORDER_TYPES:
+                self.orders.append(
+                    Order(
+                        fact.event_id,
+                        fact.order_type,
+                        london_date(fact.occurred_at),
+                        None,
+                        (),
+                        interim=True,
+                        application_id=fact.application_id,
+                    )
+                )
             case ev.OrderGranted() if fact.order_type in ORDER_TYPES:
+                self._decided(fact.application_id)
                 self.orders.append(
                     Order(
                         fact.event_id,
@@ -197,8 +223,11 @@ class SnapshotFold:
                         london_date(fact.occurred_at),
                         fact.expires_on,
                         tuple(fact.prohibitions or ()),
+                        application_id=fact.application_id,
                     )
                 )
+            case ev.OrderRefused():
+                self._decided(fact.application_id)
             case ev.CaseClosed():
                 self.orders.clear()
                 self.level = None
@@ -309,6 +338,7 @@ class ActiveOrder:
     expires_on: str | None
     prohibitions: list[str]
     event_id: str
+    interim: bool = False
 
 
 @dataclass(frozen=True)
@@ -392,7 +422,7 @@ def summarise(
             )  # fmt: skip
         orders.extend(
             ActiveOrder(s.mappa_ref, s.bcu, o.order_type, o.granted_on, o.expires_on,
-                        list(o.prohibitions), o.event_id)
+                        list(o.prohibitions), o.event_id, o.interim)
             for o in s.orders
             if o.in_force_on(on)
         )  # fmt: skip

@@ -228,6 +228,80 @@ def test_orders_in_force_are_listed_with_prohibitions_and_expiry_and_ended_ones_
     ]
 
 
+def test_an_interim_order_is_in_force_until_the_court_decides_the_application(
+    use_store: Tracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interim SOPO is in force from its grant until the full order replaces it; an
+    interim Foreign Travel Order until the application is refused; a retracted interim
+    order never was. The live view and the caseload as it stood say the same."""
+    h = History("WM-000020")
+    managed(h, "2005-01-03T10:00:00+00:00", level=2)
+    h.add("order.applied", "2005-02-01T10:00:00+00:00", orderType="SOPO", applicationId="A-1")
+    h.add("order.interim-granted", "2005-02-10T10:00:00+00:00", orderType="SOPO",
+          applicationId="A-1")  # fmt: skip
+    h.add("order.applied", "2005-02-01T11:00:00+00:00", orderType="FOREIGN_TRAVEL_ORDER",
+          applicationId="A-2")  # fmt: skip
+    h.add("order.interim-granted", "2005-02-12T10:00:00+00:00", orderType="FOREIGN_TRAVEL_ORDER",
+          applicationId="A-2")  # fmt: skip
+    wrong = h.add("order.interim-granted", "2005-02-14T10:00:00+00:00",
+                  orderType="NOTIFICATION_ORDER", applicationId="A-3")  # fmt: skip
+    h.retract(wrong, "2005-02-20T10:00:00+00:00")
+    h.add("order.refused", "2005-04-01T10:00:00+00:00", orderType="FOREIGN_TRAVEL_ORDER",
+          applicationId="A-2")  # fmt: skip
+    h.add("order.granted", "2005-05-01T10:00:00+01:00", orderType="SOPO", applicationId="A-1",
+          prohibitions=["No contact with children under 16"], expiresOn="2010-05-01")  # fmt: skip
+    tracker = use_store
+    ingest(tracker, *h.documents)
+
+    def in_force(on: str) -> list[tuple[str, bool, str]]:
+        return [(o.order_type, o.interim, o.granted_on) for o in summary_of(tracker, on).orders]
+
+    assert in_force("2005-02-09") == []
+    assert in_force("2005-03-01") == [
+        ("FOREIGN_TRAVEL_ORDER", True, "2005-02-12"),
+        ("SOPO", True, "2005-02-10"),
+    ]
+    assert in_force("2005-04-15") == [("SOPO", True, "2005-02-10")]
+    assert in_force("2005-06-01") == [("SOPO", False, "2005-05-01")]
+    # Now: the full SOPO alone, in the stored view as in the fold.
+    live = summary_of(tracker, "2006-01-01", as_it_stood=False).orders
+    assert [(o.order_type, o.interim, o.expires_on) for o in live] == [
+        ("SOPO", False, "2010-05-01")
+    ]
+
+    # Through the command line, an interim order says so.
+    status, out, _ = mappa(capsys, "caseload", "--area", "WM", "--on", "2005-03-01", "--format",
+                           "json")  # fmt: skip
+    assert status == 0
+    assert [(o["order_type"], o["interim"]) for o in json.loads(out)["orders"]] == [
+        ("FOREIGN_TRAVEL_ORDER", True),
+        ("SOPO", True),
+    ]
+    status, out, _ = mappa(capsys, "caseload", "--area", "WM", "--on", "2005-03-01")
+    assert "interim order granted 2005-02-10, until the court decides" in out
+
+
+def test_a_store_made_before_interim_orders_gains_their_column_and_keeps_its_orders(
+    tracker: Tracker,
+) -> None:
+    ingest_all(tracker, [under_orders()])
+    with tracker.views.transaction() as tx:
+        tx.execute("SELECT offender_id, event_id, order_type, granted_on, expires_on, "
+                   "prohibitions FROM caseload_orders")  # fmt: skip
+        rows = tx.fetchall()
+        tx.execute("DROP TABLE caseload_orders")
+        tx.execute(
+            "CREATE TABLE caseload_orders (offender_id TEXT NOT NULL, event_id TEXT NOT NULL, "
+            "order_type TEXT NOT NULL, granted_on TEXT NOT NULL, expires_on TEXT, "
+            "prohibitions TEXT NOT NULL, PRIMARY KEY (offender_id, event_id))"
+        )
+        tx.executemany("INSERT INTO caseload_orders VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    assert rows
+    tracker.writer("caseload").create_tables()
+    orders = summary_of(tracker, "2005-01-31", as_it_stood=False).orders
+    assert orders and not any(o.interim for o in orders)
+
+
 def test_offenders_at_levels_2_and_3_are_listed_highest_level_first(tracker: Tracker) -> None:
     ingest_all(tracker, west_mercia())
     listed = summary_of(tracker, "2005-01-31").levels_2_and_3
