@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -28,7 +28,10 @@ from infra.logs import configure_logging
 from infra.process import tune_garbage_collection
 from infra.rebuild import check_jobs, default_jobs, rebuild_projections
 from infra.settings import Settings
-from projections.statistical_return.areas import AreasFileError
+from projections.statistical_return.areas import AreaCatalogue, AreasFileError
+
+if TYPE_CHECKING:
+    from projections.ports import Transaction
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 # A file is ingested in submissions of this many lines (or MAPPA_BATCH_SIZE, if larger), each
@@ -183,12 +186,18 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
     from projections.caseload.projection import caseload
     from projections.caseload.rules import LONDON
 
-    if args.within < 0:
-        raise UsageError("caseload: --within is a number of days, 0 or more")
+    if not 0 <= args.within <= MAX_WITHIN_DAYS:
+        raise UsageError(f"caseload: --within is a number of days, 0 to {MAX_WITHIN_DAYS:,}")
     on = _date(args.on) if args.on else datetime.now(LONDON).date()
+    if not date(1900, 1, 1) <= on <= date(2999, 12, 31):
+        raise UsageError(f"caseload: --on {on} is not a date the tracker can hold records for")
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
+        area = _one_of(args.area, _areas_known(tx, tracker.areas), "area", "caseload: --area")
+        bcu = args.bcu and _one_of(
+            args.bcu, _bcus_known(tx, tracker.areas, area), f"BCU of {area}", "caseload: --bcu"
+        )
         summary = caseload(
-            tx, args.area, on, args.within, bcu=args.bcu, as_it_stood=args.on is not None,
+            tx, area, on, args.within, bcu=bcu, as_it_stood=args.on is not None,
             lead_times=tracker.areas.lead_time_for,
         )  # fmt: skip
     if args.format == "json":
@@ -198,6 +207,41 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(format_table(summary))
     return EXIT_OK
+
+
+# The longest window of "due for release" and "recalled" (a century): beyond it, the dates
+# counted from would leave the calendar.
+MAX_WITHIN_DAYS = 36_524
+
+
+def _areas_known(tx: Transaction, areas: AreaCatalogue) -> list[str]:
+    """The areas of the reference data, and any other an offender has been in."""
+    tx.execute(
+        "SELECT area FROM return_offender_areas UNION SELECT area FROM caseload_offenders "
+        "WHERE area IS NOT NULL"
+    )
+    return sorted({area.code for area in areas.areas} | {str(row[0]) for row in tx.fetchall()})
+
+
+def _bcus_known(tx: Transaction, areas: AreaCatalogue, area: str) -> list[str]:
+    """The area's BCUs in the reference data, any other an offender of it has, and
+    ``unknown`` (none known)."""
+    from projections.caseload.rules import UNKNOWN_BCU
+
+    reference = areas.get(area)
+    tx.execute("SELECT DISTINCT bcu FROM caseload_offenders WHERE area = %s", (area,))
+    found = {str(row[0]) for row in tx.fetchall() if row[0] is not None}
+    return [*sorted({*(reference.bcus if reference else ()), *found}), UNKNOWN_BCU]
+
+
+def _one_of(value: str, known: Sequence[str], what: str, option: str) -> str:
+    """``value`` as spelt in ``known`` (letter case aside); a usage error naming them if it
+    is none of them: a misspelt area or BCU would otherwise show an empty caseload."""
+    for candidate in known:
+        if candidate.casefold() == value.strip().casefold():
+            return candidate
+    listed = ", ".join(known) if known else "none yet"
+    raise UsageError(f"{option}: no {what} {value!r}; known: {listed}")
 
 
 def _queries(args: argparse.Namespace, settings: Settings) -> int:

@@ -433,6 +433,39 @@ def test_mappa_caseload_now_reads_the_live_view(
     assert summary["due_for_release"] == []  # every release date of 2005 is long past
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--area", "XX"], "caseload: --area: no area 'XX'; known: DUR, GLO, WM"),
+        (["--area", "WM", "--bcu", "NoSuch"], "caseload: --bcu: no BCU of WM 'NoSuch'"),
+        (["--area", "WM", "--within", "100000000"], "--within is a number of days, 0 to"),
+        (["--area", "WM", "--within", "-1"], "--within is a number of days, 0 to"),
+        (["--area", "WM", "--on", "0001-01-01"], "--on 0001-01-01 is not a date"),
+        (["--area", "WM", "--on", "9999-12-31"], "--on 9999-12-31 is not a date"),
+        (["--area", "WM", "--on", "31/01/2005"], "expected a date YYYY-MM-DD"),
+    ],
+)
+def test_mappa_caseload_names_a_misspelt_area_or_bcu_or_an_impossible_date_instead_of_answering(
+    use_store: Tracker, capsys: pytest.CaptureFixture[str], options: list[str], named: str
+) -> None:
+    ingest_all(use_store, west_mercia())
+    status, out, err = mappa(capsys, "caseload", *options)
+    assert (status, out) == (2, "")
+    assert named in err
+
+
+def test_mappa_caseload_takes_an_area_or_bcu_in_any_letter_case(
+    use_store: Tracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ingest_all(use_store, west_mercia())
+    answers = [
+        mappa(capsys, "caseload", "--area", area, "--bcu", bcu, "--on", "2005-01-31")
+        for area, bcu in (("WM", "Hereford"), ("wm", "hereford"), (" Wm", "HEREFORD"))
+    ]
+    assert answers[0][0] == 0 and "WM-000001" in answers[0][1]
+    assert answers[1:] == answers[:1] * 2
+
+
 # --- data-quality queries -----------------------------------------------------------------
 
 
