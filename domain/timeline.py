@@ -176,7 +176,9 @@ def _apply(state: OffenderState, fact: ev.InterchangeEvent) -> None:
             state.category = state.level = None
             state.managed = state.registered = False
         case ev.RegistrationStarted():
-            state.registered = True
+            # A registered offender is managed (MAPPA's category 1 is those registered), with
+            # or without a category assigned yet: the return counts them in ``i`` so too.
+            state.registered = state.managed = True
             if fact.bcu:
                 state.bcu = fact.bcu
         case ev.RegistrationEnded():

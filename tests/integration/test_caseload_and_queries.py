@@ -161,6 +161,32 @@ def test_the_caseload_counts_category_level_custody_and_licence_per_bcu(tracker:
     assert worcester["licence"] == {"on_licence": 0, "not_on_licence": 3}
 
 
+def test_a_registered_offender_is_managed_before_any_category_is_assigned(
+    tracker: Tracker,
+) -> None:
+    """Registration alone makes an offender managed, as the return counts them in ``i``; a
+    closure ends it, and registering again after it makes them managed again."""
+    registered = History("WM-000030")
+    registered.add("registration.started", "2005-01-05T10:00:00+00:00", period="P5Y",
+                   bcu="Worcester")  # fmt: skip
+    again = History("WM-000031")
+    managed(again, "2004-01-05T10:00:00+00:00", bcu="Hereford")
+    again.add("mappa.case-closed", "2004-06-01T10:00:00+00:00", reason="other")
+    again.add("registration.started", "2005-01-10T10:00:00+00:00", period="P5Y",
+              bcu="Hereford")  # fmt: skip
+    ingest_all(tracker, [registered, again])
+
+    assert summary_of(tracker, "2004-12-31").managed == 0
+    summary = summary_of(tracker, "2005-01-31")
+    assert summary.managed == 2
+    for bcu in ("Worcester", "Hereford"):
+        counts = summary.by_bcu[bcu]
+        assert counts["category"]["none"] == 1
+        assert counts["registration"]["registered"] == 1
+        assert counts["custody"]["in_community"] == 1
+    assert summary_of(tracker, "2005-01-31", as_it_stood=False).managed == 2
+
+
 def test_due_for_release_shows_the_notice_lead_time_and_whether_it_was_late_for_its_level(
     tracker: Tracker,
 ) -> None:
