@@ -28,6 +28,13 @@ def _heading(summary: CaseloadSummary) -> str:
     return f"Caseload of {where} {when}: {summary.managed} offenders managed"
 
 
+def _release_line(due: DueForRelease) -> str:
+    return (
+        f"  {due.expected_release_date}  {due.mappa_ref:<12} level {due.level or '-'}  "
+        f"cat {due.category or '-'}  {due.bcu or 'BCU unknown'}  ({due.release_type})"
+    )
+
+
 def format_table(summary: CaseloadSummary) -> str:
     on = date.fromisoformat(summary.on)
     days = summary.within_days
@@ -51,11 +58,14 @@ def format_table(summary: CaseloadSummary) -> str:
     lines += ["", f"Due for release in the next {days} days (to {horizon}): "
               f"{len(summary.due_for_release)}"]  # fmt: skip
     for due in summary.due_for_release:
-        lines.append(
-            f"  {due.expected_release_date}  {due.mappa_ref:<12} level {due.level or '-'}  "
-            f"cat {due.category or '-'}  {due.bcu or 'BCU unknown'}  ({due.release_type})"
-        )
+        lines.append(_release_line(due))
         lines.append(f"      {_notice_text(due)}")
+
+    if summary.release_date_passed:
+        lines += ["", "Still in custody after their expected release date (a release not "
+                  f"reported?): {len(summary.release_date_passed)}"]  # fmt: skip
+        for due in summary.release_date_passed:
+            lines.append(_release_line(due))
 
     since = on - timedelta(days=days)
     lines += ["", f"Recalled in the last {days} days (since {since}): {len(summary.recalled)}"]
@@ -136,6 +146,7 @@ def format_csv(summary: CaseloadSummary) -> str:
                 row("counts", bcu, "", f"{group}.{key}", count)
     listed: list[tuple[str, list[Any], str]] = [
         ("due_for_release", summary.due_for_release, "mappa_ref"),
+        ("release_date_passed", summary.release_date_passed, "mappa_ref"),
         ("recalled", summary.recalled, "mappa_ref"),
         ("orders", summary.orders, "event_id"),
         ("levels_2_and_3", summary.levels_2_and_3, "mappa_ref"),

@@ -367,6 +367,9 @@ class CaseloadSummary:
     recalled: list[Recalled] = field(default_factory=list)
     orders: list[ActiveOrder] = field(default_factory=list)
     levels_2_and_3: list[ManagedOffender] = field(default_factory=list)
+    # In custody past the expected release date: a release not reported yet (someone may be
+    # in the community unbeknown to the unit), or a date that changed without a new notice.
+    release_date_passed: list[DueForRelease] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -398,6 +401,7 @@ def summarise(
     )
     by_bcu: dict[str, dict[str, dict[str, int]]] = {}
     due: list[DueForRelease] = []
+    passed: list[DueForRelease] = []
     recalled: list[Recalled] = []
     orders: list[ActiveOrder] = []
     levels: list[ManagedOffender] = []
@@ -414,6 +418,8 @@ def summarise(
         release = s.expected_release_date
         if s.in_custody and release and today <= release <= horizon:
             due.append(_due(s, release, lead_times))
+        elif s.in_custody and release and release < today:
+            passed.append(_due(s, release, lead_times))
         recall = s.last_recall
         if recall is not None and since <= recall.recalled_on <= today:
             recalled.append(
@@ -432,6 +438,7 @@ def summarise(
                                 s.on_licence, s.registered)
             )  # fmt: skip
     due.sort(key=lambda d: (d.expected_release_date, d.mappa_ref))
+    passed.sort(key=lambda d: (d.expected_release_date, d.mappa_ref))
     recalled.sort(key=lambda r: (r.recalled_on, r.mappa_ref), reverse=True)
     orders.sort(key=lambda o: (o.order_type, o.mappa_ref, o.granted_on, o.event_id))
     levels.sort(key=lambda m: (-(m.level or 0), m.mappa_ref))
@@ -441,6 +448,7 @@ def summarise(
         managed=len(managed),
         by_bcu=dict(sorted(by_bcu.items())),
         due_for_release=due,
+        release_date_passed=passed,
         as_it_stood=as_it_stood,
         bcu=bcu,
         within_days=within_days,

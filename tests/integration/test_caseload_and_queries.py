@@ -161,6 +161,30 @@ def test_the_caseload_counts_category_level_custody_and_licence_per_bcu(tracker:
     assert worcester["licence"] == {"on_licence": 0, "not_on_licence": 3}
 
 
+def test_an_offender_still_in_custody_after_their_expected_release_date_is_listed_apart(
+    use_store: Tracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """WM-000001 was to be released on 19 February 2005 and no release has been reported:
+    from the 20th on they are no longer due, but listed as still in custody after the
+    date, where a release not reported yet would show."""
+    tracker = use_store
+    ingest_all(tracker, west_mercia())
+    assert summary_of(tracker, "2005-02-19").release_date_passed == []
+    [passed] = summary_of(tracker, "2005-02-20").release_date_passed
+    assert (passed.mappa_ref, passed.expected_release_date) == ("WM-000001", "2005-02-19")
+    assert "WM-000001" not in [
+        d.mappa_ref for d in summary_of(tracker, "2005-02-20").due_for_release
+    ]
+
+    status, out, err = mappa(capsys, "caseload", "--area", "WM", "--on", "2005-02-20")
+    assert status == 0, err
+    assert "Still in custody after their expected release date (a release not reported?): 1" in out
+    status, out, err = mappa(
+        capsys, "caseload", "--area", "WM", "--on", "2005-02-20", "--format", "csv"
+    )
+    assert ",release_date_passed,Hereford,WM-000001,expected_release_date,2005-02-19" in out
+
+
 def test_a_registered_offender_is_managed_before_any_category_is_assigned(
     tracker: Tracker,
 ) -> None:
