@@ -330,6 +330,7 @@ def _inbox(vlo: str, alerts: list[Any], done: str | None) -> str:
 
 # The caseload's other lists, where the caseload has them: shown as they come.
 _LISTS: Final = (
+    ("release_date_passed", "Still in custody after the expected release date"),
     ("recalled", "Recalled recently"),
     ("orders", "Civil orders in force"),
     ("levels_2_and_3", "Managed at levels 2 and 3"),

@@ -405,6 +405,27 @@ def test_a_form_post_from_another_site_is_refused(tracker: Tracker) -> None:
     assert alert not in open_alert_ids(tracker, VLO_WM)
 
 
+def test_the_caseload_page_lists_who_is_still_in_custody_after_the_expected_release_date(
+    tracker: Tracker,
+) -> None:
+    client, _, tokens = _service(tracker)
+    h = History("WM-PAGE-001", area="WM", namespace="service")
+    h.add("custody.received", "2004-01-10T10:00:00+00:00", prison="HMP A", reason="sentence")
+    h.add("mappa.level-changed", "2004-01-11T10:00:00+00:00", level=2)
+    h.add("release.notified", "2004-03-01T10:00:00+00:00",
+          expectedReleaseDate="2004-08-01", releaseType="licence")  # fmt: skip
+    for document in h.documents:
+        document["source"]["agency"] = "prison"
+    assert _post(client, tokens, "sender_wm", h.documents).json()["accepted"] == 3
+    client.cookies.set(COOKIE, tokens.secrets["unit_wm"])
+
+    page = client.get("/pages/areas/WM/caseload?on=2004-09-01").text
+    assert "Still in custody after the expected release date (1)" in page
+    assert "WM-PAGE-001" in page
+    before = client.get("/pages/areas/WM/caseload?on=2004-07-01").text
+    assert "Still in custody after the expected release date (0)" in before
+
+
 def test_pages_forbid_scripts_framing_and_caching(tracker: Tracker) -> None:
     client, _, _ = _service(tracker)
     headers = client.get("/login").headers
