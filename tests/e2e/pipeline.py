@@ -257,28 +257,15 @@ def scratch_topic(prefix: str, partitions: int = 2) -> Iterator[str]:
 
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     with admin_client(kafka_bootstrap()) as admin:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-        _wait_for_partitions(name, partitions)
+        # Handed to the test only once the broker's metadata shows its partitions, as the
+        # pipeline's own topics are (``ensure_topics``): a group joined before that is
+        # assigned none of them until its next metadata refresh, minutes later.
+        admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+            wait_for_metadata=True,
+        )
         yield name
         admin.delete_topics([name])
-
-
-def _wait_for_partitions(topic: str, partitions: int) -> None:
-    """Wait until the broker's metadata shows the new topic's partitions: a group joined
-    before that is assigned none of them, and its members see them only at their next
-    metadata refresh, minutes later (a test once timed out so)."""
-    from kafka import KafkaConsumer
-
-    probe = KafkaConsumer(bootstrap_servers=kafka_bootstrap())
-    try:
-        wait_until(
-            lambda: len(probe.partitions_for_topic(topic) or ()) == partitions,
-            30,
-            f"the partitions of {topic} in the broker's metadata",
-            every=0.1,
-        )
-    finally:
-        probe.close()
 
 
 def kcat_producer(topic: str) -> list[str]:
