@@ -39,6 +39,9 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 # one moment together, in occurredAt order, so up to this size a file's facts count whatever
 # their order in it. Some 20 MB of documents held at once.
 FILE_SUBMISSION_LINES = 20_000
+# The longest window of "due for release" and "recalled" (a century): beyond it, the dates
+# counted from would leave the calendar.
+MAX_WITHIN_DAYS = 36_524
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,28 +212,21 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-# The longest window of "due for release" and "recalled" (a century): beyond it, the dates
-# counted from would leave the calendar.
-MAX_WITHIN_DAYS = 36_524
-
-
 def _areas_known(tx: Transaction, areas: AreaCatalogue) -> list[str]:
     """The areas of the reference data, and any other an offender has been in."""
-    tx.execute(
-        "SELECT area FROM return_offender_areas UNION SELECT area FROM caseload_offenders "
-        "WHERE area IS NOT NULL"
-    )
-    return sorted({area.code for area in areas.areas} | {str(row[0]) for row in tx.fetchall()})
+    from projections.statistical_return.national import store_areas
+
+    return sorted({area.code for area in areas.areas} | set(store_areas(tx)))
 
 
 def _bcus_known(tx: Transaction, areas: AreaCatalogue, area: str) -> list[str]:
     """The area's BCUs in the reference data, any other an offender of it has, and
     ``unknown`` (none known)."""
+    from projections.caseload.projection import bcus_on_record
     from projections.caseload.rules import UNKNOWN_BCU
 
     reference = areas.get(area)
-    tx.execute("SELECT DISTINCT bcu FROM caseload_offenders WHERE area = %s", (area,))
-    found = {str(row[0]) for row in tx.fetchall() if row[0] is not None}
+    found = bcus_on_record(tx, area)
     return [*sorted({*(reference.bcus if reference else ()), *found}), UNKNOWN_BCU]
 
 

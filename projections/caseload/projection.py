@@ -244,6 +244,12 @@ def current_snapshots(tx: Transaction, area: str) -> list[Snapshot]:
     return [_snapshot_from(row, tuple(orders.get(str(row[0]), ()))) for row in rows]
 
 
+def bcus_on_record(tx: Transaction, area: str) -> set[str]:
+    """The BCUs the offenders now in ``area`` are in, as far as known."""
+    tx.execute("SELECT DISTINCT bcu FROM caseload_offenders WHERE area = %s", (area,))
+    return {str(row[0]) for row in tx.fetchall() if row[0] is not None}
+
+
 def snapshots_as_it_stood(tx: Transaction, area: str, on: date) -> list[Snapshot]:
     """Every offender as they stood at the end of ``on`` (Europe/London), folded from the
     stored histories of those who were ever reported in or moved to ``area``."""

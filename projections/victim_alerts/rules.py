@@ -377,6 +377,7 @@ def _facts(read: Iterable[Fact]) -> _Judged:
     # known. Retractions of retractions are rejected at ingest, so a retraction is never
     # itself retracted here.
     retracted_at: dict[str, datetime] = {}
+    # Latest first, so that an event retracted twice keeps the earlier retraction's time.
     for retraction in sorted(retractions, key=_recorded, reverse=True):
         retracted_at[str(retraction.info.get("eventId"))] = retraction.recorded
     facts = [
