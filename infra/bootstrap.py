@@ -42,6 +42,19 @@ log = structlog.get_logger(__name__)
 NOTIFICATION_LOG = "offenders"
 
 
+class ProjectionsBehind(Exception):
+    """Projections a catch-up could not bring up to date (the others it did), by name, with
+    what stopped each."""
+
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        self.failures = failures
+        named = ", ".join(f"{name} ({type(error).__name__})" for name, error in failures.items())
+        super().__init__(
+            f"left behind, not up to date: {named}; every other view is. The log says after "
+            "which event each stopped; `mappa status` shows their positions"
+        )
+
+
 @dataclass
 class Tracker:
     settings: Settings
@@ -66,25 +79,44 @@ class Tracker:
     def catch_up(
         self, names: list[str] | None = None, on_batch: Callable[[str, int], None] | None = None
     ) -> dict[str, int]:
-        """Feed projections from the notification log until they reach its end (embedded)."""
+        """Feed projections from the notification log until they reach its end (embedded).
+
+        A projection that fails is left where its last stored page put it, and the others
+        are still brought up to date: then ``ProjectionsBehind`` names those left behind.
+        (A fact one projection cannot take must not stop the views that can.)
+        """
         applied: dict[str, int] = {}
+        failures: dict[str, Exception] = {}
         for name in names or list(self.writers):
-            writer = self.writers[name]
-            position = writer.position(NOTIFICATION_LOG)
-            applied[name] = 0
-            while True:
-                notifications = self._page_from(position + 1)
-                if not notifications:
-                    break
-                deliveries = [delivery_of(n, self.records.mapper, n.id) for n in notifications]
-                applied[name] += writer.handle(NOTIFICATION_LOG, deliveries)
-                position = notifications[-1].id
-                if on_batch:
-                    on_batch(name, len(notifications))
-            if applied[name] > 10 * self.settings.batch_size:
-                # After a long catch-up, give the histories cached on the way back before
-                # the next projection fills its own cache: one process feeds all of them.
-                writer.forget()
+            try:
+                applied[name] = self._catch_up_one(name, on_batch)
+            except Exception as error:
+                # The type and the place only: a message may quote a fact (a reference).
+                position = self.writers[name].position(NOTIFICATION_LOG)
+                log.error("projection could not catch up", projection=name,
+                          stopped_after=position, error_type=type(error).__name__)  # fmt: skip
+                failures[name] = error
+        if failures:
+            raise ProjectionsBehind(failures)
+        return applied
+
+    def _catch_up_one(self, name: str, on_batch: Callable[[str, int], None] | None) -> int:
+        writer = self.writers[name]
+        position = writer.position(NOTIFICATION_LOG)
+        applied = 0
+        while True:
+            notifications = self._page_from(position + 1)
+            if not notifications:
+                break
+            deliveries = [delivery_of(n, self.records.mapper, n.id) for n in notifications]
+            applied += writer.handle(NOTIFICATION_LOG, deliveries)
+            position = notifications[-1].id
+            if on_batch:
+                on_batch(name, len(notifications))
+        if applied > 10 * self.settings.batch_size:
+            # After a long catch-up, give the histories cached on the way back before the
+            # next projection fills its own cache: one process feeds all of them.
+            writer.forget()
         return applied
 
     def _page_from(self, start: int) -> list[Notification]:

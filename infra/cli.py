@@ -21,7 +21,7 @@ from tqdm import tqdm
 from consumers.ingest import Result, Summary, Verdict
 from consumers.interchange import InvalidDocument, json_schema, parse_document
 from domain.offender import ReportedFact
-from infra.bootstrap import Tracker, bootstrap
+from infra.bootstrap import ProjectionsBehind, Tracker, bootstrap
 from infra.encryption import StoreKeyError
 from infra.eventstore import EVERY_OFFENDER, RelayShare
 from infra.logs import configure_logging
@@ -42,6 +42,8 @@ FILE_SUBMISSION_LINES = 20_000
 # The longest window of "due for release" and "recalled" (a century): beyond it, the dates
 # counted from would leave the calendar.
 MAX_WITHIN_DAYS = 36_524
+# The reporting years a return can be asked for (the web service's bounds too).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +68,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # traceback.
         print(f"mappa: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _reporting_year(text: str) -> int:
+    """``--year``: a whole year from ``FIRST_YEAR`` to ``LAST_YEAR`` (argparse's usage error
+    otherwise, rather than a failure deep in the calendar)."""
+    try:
+        year = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a year: {text!r}") from None
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise argparse.ArgumentTypeError(f"a year from {FIRST_YEAR} to {LAST_YEAR}, not {year}")
+    return year
 
 
 class UsageError(Exception):
@@ -102,6 +116,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(summary.as_dict()) if args.json else _summary_line(summary))
         if not settings.kafka_bootstrap:
             _catch_up(tracker, progress=not args.quiet)
+    except ProjectionsBehind as behind:
+        # Every accepted document is stored; what failed is bringing a view up to date.
+        _warn_behind(behind)
+        return EXIT_REJECTED
     finally:
         tracker.close()
     return EXIT_REJECTED if summary.rejected else EXIT_OK
@@ -146,11 +164,23 @@ def _summary_line(summary: Summary) -> str:
 
 
 def _catch_up(tracker: Tracker, progress: bool = True) -> None:
+    """Bring every view up to date, a progress bar each; raises ``ProjectionsBehind`` for
+    those that could not be, once the others are."""
     total = tracker.max_notification_id()
+    failures: dict[str, Exception] = {}
     for name in tracker.writers:
         done = tracker.writer(name).position("offenders")
         with _bar(total, f"project {name}", " events", progress, initial=done) as bar:
-            tracker.catch_up([name], on_batch=lambda _name, n: bar.update(n))
+            try:
+                tracker.catch_up([name], on_batch=lambda _name, n: bar.update(n))
+            except ProjectionsBehind as behind:
+                failures.update(behind.failures)
+    if failures:
+        raise ProjectionsBehind(failures)
+
+
+def _warn_behind(behind: ProjectionsBehind) -> None:
+    print(f"mappa: warning: some views are {behind}", file=sys.stderr)
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,7 +222,7 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.within <= MAX_WITHIN_DAYS:
         raise UsageError(f"caseload: --within is a number of days, 0 to {MAX_WITHIN_DAYS:,}")
     on = _date(args.on) if args.on else datetime.now(LONDON).date()
-    if not date(1900, 1, 1) <= on <= date(2999, 12, 31):
+    if not date(FIRST_YEAR, 1, 1) <= on <= date(LAST_YEAR, 12, 31):
         raise UsageError(f"caseload: --on {on} is not a date the tracker can hold records for")
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         area = _one_of(args.area, _areas_known(tx, tracker.areas), "area", "caseload: --area")
@@ -729,7 +759,11 @@ class _reading:
     def __enter__(self) -> Tracker:
         self.tracker = bootstrap(self.settings)
         if self.catch_up and not self.settings.kafka_bootstrap:
-            self.tracker.catch_up()
+            try:
+                self.tracker.catch_up()
+            except ProjectionsBehind as behind:
+                # The views that are up to date still answer; the warning says which not.
+                _warn_behind(behind)
         return self.tracker
 
     def __exit__(self, *exc: object) -> None:
@@ -843,7 +877,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ret = command("return", _return, "the 31 March statistical return of an area and year")
     ret.add_argument("--area", help="MAPPA area code, e.g. WM (required unless --national)")
-    ret.add_argument("--year", type=int, required=True, help="first calendar year: 2004 = 2004/05")
+    ret.add_argument(
+        "--year", type=_reporting_year, required=True, help="first calendar year: 2004 = 2004/05"
+    )
     ret.add_argument("--layout", choices=("2004", "2008"), help="default: by year")
     ret.add_argument("--as-known-on", help="count only what was recorded by then (ISO moment)")
     ret.add_argument(
@@ -870,7 +906,9 @@ def _parser() -> argparse.ArgumentParser:
 
     expl = command("explain", _explain, "the offenders and events behind one figure of a return")
     expl.add_argument("--area", required=True, help="MAPPA area code, e.g. WM")
-    expl.add_argument("--year", type=int, required=True, help="first calendar year: 2004 = 2004/05")
+    expl.add_argument(
+        "--year", type=_reporting_year, required=True, help="first calendar year: 2004 = 2004/05"
+    )
     expl.add_argument(
         "--figure", required=True, help="a figure path: i, i_by_bcu.Hereford, iii.c, "
         "viii.level3.cat1, ix.level2.a, ..."

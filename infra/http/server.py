@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from infra.bootstrap import bootstrap
+from infra.bootstrap import ProjectionsBehind, bootstrap
 from infra.settings import Settings
 
 log = structlog.get_logger("mappa.http")
@@ -22,7 +22,12 @@ def serve(settings: Settings, host: str, port: int) -> None:
     try:
         app = create_app(tracker)
         if not settings.kafka_bootstrap:
-            tracker.catch_up()
+            try:
+                tracker.catch_up()
+            except ProjectionsBehind as behind:
+                # The service still starts: the views that are up to date answer, and a view
+                # left behind by a fact it could not take must not keep the rest offline.
+                log.error("serving with views behind", behind=sorted(behind.failures))
         log.info("serving", host=host, port=port, embedded=not settings.kafka_bootstrap)
         # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again
         # with the handlers it found at start; ours makes that a normal return, so that

@@ -298,8 +298,8 @@ def notice_timing(notice: Notice, lead_times: LeadTimes | None) -> NoticeTiming:
         return NoticeTiming(notice.given_on, lead, None, None, None)
     # Late when the notice's date plus the rule falls after the release (victim-alerts.md).
     due_by = add_duration(given_on, parse_duration(rule))
-    late = due_by > expected
-    return NoticeTiming(notice.given_on, lead, rule, late, (due_by - expected).days if late else 0)
+    days_short = due_by.days_after(expected)
+    return NoticeTiming(notice.given_on, lead, rule, days_short > 0, max(days_short, 0))
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, TypeGuard
 from zoneinfo import ZoneInfo
 
@@ -250,15 +250,61 @@ def parse_duration(text: str) -> Duration:
     )
 
 
-def add_duration(start: date, duration: Duration) -> date:
+# The Gregorian calendar repeats every 400 years, which are this many days: a day past
+# ``date``'s last year (9999) is reckoned as the same day 400 years (or a multiple) earlier.
+_DAYS_IN_400_YEARS = 146_097
+
+
+class CalendarDay(NamedTuple):
+    """A day of the proleptic Gregorian calendar, in any year from 1 on.
+
+    ``date`` ends with 9999: a release notice given in December 9999 under a three-month
+    rule is in time for a release from a day in 10000, and the rules must say so rather
+    than raise (a fact that cannot be judged would stop its projection for good).
+    """
+
+    year: int
+    month: int
+    day: int
+
+    @classmethod
+    def of(cls, day: date) -> CalendarDay:
+        return cls(day.year, day.month, day.day)
+
+    @classmethod
+    def from_ordinal(cls, ordinal: int) -> CalendarDay:
+        cycles, within = divmod(ordinal - 1, _DAYS_IN_400_YEARS)
+        day = date.fromordinal(within + 1)
+        return cls(day.year + 400 * cycles, day.month, day.day)
+
+    @property
+    def ordinal(self) -> int:
+        """``date.toordinal``'s number of the day (1 January of year 1 is 1)."""
+        cycles = (self.year - 1) // 400
+        earlier = date(self.year - 400 * cycles, self.month, self.day)
+        return earlier.toordinal() + cycles * _DAYS_IN_400_YEARS
+
+    def days_after(self, other: date) -> int:
+        """How many days this day is after ``other`` (negative if before it)."""
+        return self.ordinal - other.toordinal()
+
+    def isoformat(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
+
+    def __str__(self) -> str:
+        return self.isoformat()
+
+
+def add_duration(start: date, duration: Duration) -> CalendarDay:
     """``start`` plus ``duration``, as dateutil's ``relativedelta`` does it: years and months
     first, clamping the day to the end of a shorter month (31 Jan + P1M is 28/29 Feb), then
-    weeks and days."""
+    weeks and days. Past the year 9999 too (see ``CalendarDay``)."""
     month_index = start.year * 12 + (start.month - 1) + duration.months
     year, month = divmod(month_index, 12)
     month += 1
-    day = min(start.day, calendar.monthrange(year, month)[1])
-    return date(year, month, day) + timedelta(days=duration.days)
+    # A month's length depends on the year only through leap years, which repeat every 400.
+    day = min(start.day, calendar.monthrange(1 + (year - 1) % 400, month)[1])
+    return CalendarDay.from_ordinal(CalendarDay(year, month, day).ordinal + duration.days)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -787,14 +833,14 @@ class _Shortfall:
     level: int
     rule: str
     notice_date: date
-    due_by: date
+    due_by: CalendarDay
     expected: date
     # The mappa.level-changed that gave the level.
     level_event_id: str
 
     @property
     def days_short(self) -> int:
-        return (self.due_by - self.expected).days
+        return self.due_by.days_after(self.expected)
 
     @property
     def lead_time_days(self) -> int:
@@ -817,7 +863,7 @@ def _shortfall(
     notice_date = _london_date(notice.occurred)
     expected = date.fromisoformat(str(notice.info["expectedReleaseDate"]))
     due_by = add_duration(notice_date, parse_duration(rule))
-    if due_by <= expected:
+    if due_by.days_after(expected) <= 0:
         return None
     return _Shortfall(area, level, rule, notice_date, due_by, expected, setter.event_id)
 

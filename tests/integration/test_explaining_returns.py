@@ -309,6 +309,31 @@ def test_return_without_area_nor_national_is_a_usage_error(
     assert "--area is required" in err
 
 
+@pytest.mark.parametrize(
+    ("command", "year", "named"),
+    [
+        (["return", "--area", "WM"], "9999", "a year from 1900 to 2999, not 9999"),
+        (["return", "--national"], "0", "a year from 1900 to 2999, not 0"),
+        (["explain", "--area", "WM", "--figure", "i"], "3000", "a year from 1900 to 2999"),
+        (["return", "--area", "WM"], "2004/05", "not a year: '2004/05'"),
+    ],
+)
+def test_a_year_outside_the_calendar_the_tracker_holds_is_a_usage_error(
+    use_store: Tracker,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    year: str,
+    named: str,
+) -> None:
+    # The year 9999's return ends on 31 March 10000, past Python's dates: it failed there.
+    with pytest.raises(SystemExit) as exited:
+        mappa(capsys, *command, "--year", year)
+    _, err = capsys.readouterr()
+
+    assert exited.value.code == 2
+    assert f"--year: {named}" in err
+
+
 # --------------------------------------------------------------- pure, no store needed
 
 KINDS: list[tuple[str, dict[str, Any]]] = [

@@ -962,6 +962,38 @@ def test_the_shipped_rule_of_three_months_is_the_default(tracker: Tracker) -> No
     assert (details["ruleDuration"], details["daysShort"]) == ("P3M", 52)
 
 
+def test_a_notice_given_at_the_end_of_the_calendar_is_alerted_and_the_alerts_go_on(
+    tracker: Tracker,
+) -> None:
+    # Three months from 20 December 9999 is a day Python's dates do not hold: judging the
+    # notice once failed, and the projection stayed at that fact, raising nothing after it.
+    history = History("WM-000307")
+    history.add("mappa.level-changed", "9999-01-01T10:00:00+00:00", level=3)
+    history.add("victim.enrolled", "9999-02-01T10:00:00+00:00", victimRef="V-E1", vloRef="VLO-E")
+    history.add(
+        "release.notified",
+        "9999-12-20T00:00:00+00:00",
+        expectedReleaseDate="9999-12-31",
+        releaseType="licence",
+    )
+    ingest(tracker, history.documents)
+    tracker.catch_up()
+    later = History("WM-000307", namespace="tests-later")
+    later.add("custody.absconded", "9999-12-21T10:00:00+00:00")
+    ingest(tracker, later.documents)
+    tracker.catch_up()
+
+    with tracker.views.transaction() as tx:
+        tx.execute("SELECT kind, details FROM victim_alerts ORDER BY sequence")
+        raised = [(kind, json.loads(details)) for kind, details in tx.fetchall()]
+    assert [kind for kind, _ in raised] == ["release-due", "late-release-notice", "absconded"]
+    late = raised[1][1]
+    assert (late["inTimeForReleaseFrom"], late["daysShort"]) == ("10000-03-20", 80)
+    assert tracker.writers["victim-alerts"].position(NOTIFICATION_LOG) == (
+        tracker.max_notification_id()
+    )
+
+
 # --- (e) a VLO sees only their own victims' alerts --------------------------------------------
 
 

@@ -20,6 +20,7 @@ from projections.victim_alerts.rules import (
     CORRECTION,
     LATE_RELEASE_NOTICE,
     Alert,
+    CalendarDay,
     Duration,
     LeadTimes,
     _for_people,
@@ -871,4 +872,46 @@ def test_malformed_lead_time_durations_are_refused(text: str) -> None:
 def test_durations_add_months_by_the_calendar_clamping_the_day(
     start: date, text: str, expected: date
 ) -> None:
-    assert add_duration(start, parse_duration(text)) == expected
+    assert add_duration(start, parse_duration(text)) == CalendarDay.of(expected)
+
+
+@pytest.mark.parametrize(
+    ("start", "text", "expected"),
+    [
+        (date(9999, 12, 20), "P3M", "10000-03-20"),
+        # 10000 is a leap year (divisible by 400).
+        (date(9999, 11, 30), "P3M", "10000-02-29"),
+        (date(9999, 12, 1), "P6W", "10000-01-12"),
+        (date(9999, 12, 31), "P1Y1D", "10001-01-01"),
+        (date(2005, 6, 1), "P10000Y", "12005-06-01"),
+    ],
+)
+def test_durations_reaching_past_the_year_9999_are_added_without_error(
+    start: date, text: str, expected: str
+) -> None:
+    assert add_duration(start, parse_duration(text)).isoformat() == expected
+
+
+@given(st.dates(), st.integers(min_value=0, max_value=5_000_000))
+def test_a_calendar_day_counts_days_as_dates_do(start: date, days: int) -> None:
+    later = CalendarDay.from_ordinal(start.toordinal() + days)
+    assert later.days_after(start) == days
+    assert later.ordinal == start.toordinal() + days
+    if later.year <= 9999:
+        assert later == CalendarDay.of(start + timedelta(days=days))
+
+
+def test_a_notice_given_at_the_end_of_the_calendar_is_judged_not_raised_on() -> None:
+    # Given on 20 December 9999, three months' notice runs into the year 10000, past what
+    # Python's dates hold: the rules say how short it was instead of failing, which would
+    # have stopped the projection at this fact for good.
+    history = [
+        level("9999-01-01T00:00:00+00:00", 3),
+        notice("9999-12-20T00:00:00+00:00", "9999-12-31"),
+    ]
+    [alert] = late_notices(history, rules({("WM", 3): "P3M"}))
+
+    assert alert.details["inTimeForReleaseFrom"] == "10000-03-20"
+    # 31 January, 29 February and 20 March of the year 10000.
+    assert alert.details["daysShort"] == 80
+    assert "on or after 10000-03-20, so it was 80 days short" in alert.message
