@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -181,6 +181,18 @@ class IngestService:
             queries = tuple(q.reason for q in decision.raised if q.about_event_id == fact.event_id)
             results.append(Result(item, Verdict.ACCEPTED, fact.event_id, queries=queries))
         return results, [o for o in offenders.values() if o.pending_events], index_rows
+
+    def senders_of(self, event_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """The agency and area that sent each of these events, for those stored (an event
+        not received, or a finding of the tracker's, is not in the answer)."""
+        known = self.records.known_events(set(event_ids))
+        offenders = self._load_all({event.offender_id for event in known.values()})
+        return {
+            fact.event_id: (str(fact.source.get("agency")), fact.area)
+            for offender in offenders.values()
+            for fact in offender.facts
+            if fact.event_id in known
+        }
 
     def _load_all(self, offender_ids: set[UUID]) -> dict[UUID, Offender]:
         """The offenders of a batch: from the cache, the rest from the store in one query.

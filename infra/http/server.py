@@ -35,6 +35,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
         Shutdown().install()
         # uvicorn's access log would print paths and queries (references in them); the
         # service logs one line per request itself, by route template.
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+        # ``proxy_headers=False``: uvicorn would otherwise take the client's address from
+        # X-Forwarded-For when the request comes from 127.0.0.1, so any local client could
+        # name a new address at each request and escape the per-address rate on guesses.
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+                    proxy_headers=False)  # fmt: skip
     finally:
         tracker.close()

@@ -170,7 +170,22 @@ class Services:
             )
         ]
         self.require(principal, not outside, "events.post", f"scope:{principal.scope}")
-        results = self.tracker.ingest_service().ingest(batch) if batch else []
+        service = self.tracker.ingest_service()
+        # Nor may it take back what another agency or area sent: a retraction is refused
+        # unless the event it names was sent under the sender's own scope (or is not stored
+        # yet: then it is queried, as the contract says, and this cannot be checked).
+        targets = {
+            str(fact.fields["retracted_event_id"])
+            for _, fact in batch
+            if "retracted_event_id" in fact.fields
+        } - {fact.event_id for _, fact in batch}
+        foreign = [
+            event_id
+            for event_id, (agency, area) in service.senders_of(targets).items()
+            if not principal.is_sender_for(agency, area)
+        ]
+        self.require(principal, not foreign, "events.post", f"scope:{principal.scope}")
+        results = service.ingest(batch) if batch else []
         answer = IngestAnswer(Summary(), sorted([*results, *rejected], key=lambda r: r.item))
         for result in answer.results:
             answer.summary.add(result)

@@ -40,6 +40,7 @@ from tests.http_support import (
     open_alert_ids,
     secrets_in,
     seed,
+    world,
 )
 
 VALID = frozenset(who for who in PRINCIPALS if who != "revoked")
@@ -317,6 +318,62 @@ def test_a_senders_batch_with_one_document_outside_its_scope_is_refused_whole(
     assert response.status_code == 403
     assert response.json() == FORBIDDEN
     assert served.tracker.records.known_events([mine["eventId"], theirs["eventId"]]) == {}
+
+
+def _retraction(ref: str, target: str) -> dict[str, Any]:
+    h = History(ref, area="WM", namespace=f"matrix-{uuid.uuid4()}")
+    document = h.add("record.retracted", "2005-02-01T10:00:00+00:00", eventId=target,
+                     reason="recorded in error")  # fmt: skip
+    document["source"]["agency"] = "prison"
+    return document
+
+
+@pytest.mark.parametrize(
+    ("ref", "sent_by"),
+    [
+        # Durham's prison sent it: another area's, under the sender's own envelope.
+        (OFFENDER_DUR, ("DUR", "custody.received")),
+        # West Mercia's MAPPA co-ordinator sent it: another agency's, in the same area.
+        (OFFENDER_WM, ("WM", "mappa.category-assigned")),
+    ],
+)
+def test_a_sender_cannot_take_back_what_another_agency_or_area_sent(
+    served: Served, ref: str, sent_by: tuple[str, str]
+) -> None:
+    area, event_type = sent_by
+    [history] = [h for h in world() if h.ref == ref]
+    [target] = [d for d in history.documents if d["eventType"] == event_type]
+    assert target["area"] == area
+    retraction = _retraction(ref, target["eventId"])
+    before = served.tracker.max_notification_id()
+
+    response = served.client.post(
+        "/events",
+        content=json.dumps([_document("WM-MATRIX-10", "WM"), retraction]),
+        headers={**served.tokens.header("sender_wm"), "content-type": "application/json"},
+    )
+
+    assert response.status_code == 403
+    assert response.json() == FORBIDDEN
+    assert served.tracker.max_notification_id() == before
+
+
+def test_a_sender_takes_back_its_own_event_and_one_not_received_yet(served: Served) -> None:
+    own = _document("WM-MATRIX-11", "WM")
+    header = {**served.tokens.header("sender_wm"), "content-type": "application/json"}
+    assert served.client.post("/events", content=json.dumps(own), headers=header).status_code == 200
+    unknown = str(uuid.uuid4())
+
+    response = served.client.post(
+        "/events",
+        content=json.dumps(
+            [_retraction("WM-MATRIX-11", own["eventId"]), _retraction("WM-MATRIX-12", unknown)]
+        ),
+        headers=header,
+    )
+
+    assert response.status_code == 200
+    assert [r["verdict"] for r in response.json()["results"]] == ["accepted", "accepted"]
 
 
 def test_a_revoked_token_is_refused_at_once(served: Served) -> None:
