@@ -28,7 +28,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from consumers.interchange import Agency
@@ -36,6 +36,8 @@ from projections.ports import Transaction, ViewDatabase
 
 ANY = "*"
 TOKEN_PREFIX = "mappa_"
+# A page session's secret (the login cookie): not a token, and never accepted as one.
+SESSION_PREFIX = "mapps_"
 AGENCIES: tuple[str, ...] = get_args(Agency)
 AREA_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}"
 VLO_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
@@ -166,6 +168,53 @@ class TokenStore:
                 "scope TEXT NOT NULL, issued_at TEXT NOT NULL, issued_by TEXT NOT NULL, "
                 "revoked_at TEXT, revoked_by TEXT)"
             )
+            # A login on the pages: a secret of its own in the cookie (stored hashed, as a
+            # token is), ending at logout or when it expires, whichever is first, and with
+            # its token's revocation. The cookie never holds the token itself, which lasts
+            # until revoked.
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS page_sessions (session_hash TEXT PRIMARY KEY, "
+                "token_id TEXT NOT NULL, started_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+                "ended_at TEXT)"
+            )
+
+    def start_session(self, principal: Principal, lasting: timedelta) -> str:
+        """A new page session for the holder of a token; its secret is in the answer only."""
+        secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.views.transaction() as tx:
+            tx.execute(
+                "INSERT INTO page_sessions (session_hash, token_id, started_at, expires_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (hash_token(secret), principal.token_id, _instant(now), _instant(now + lasting)),
+            )
+        return secret
+
+    def session_holder(self, secret: str) -> Principal | None:
+        """The principal of a page session not ended nor expired, whose token is not
+        revoked."""
+        if not secret.startswith(SESSION_PREFIX) or len(secret) > 128:
+            return None
+        with self.views.transaction() as tx:
+            tx.execute(
+                "SELECT t.token_id, t.name, t.role, t.scope FROM page_sessions s "
+                "JOIN tokens t ON t.token_id = s.token_id WHERE s.session_hash = %s "
+                "AND s.ended_at IS NULL AND s.expires_at > %s AND t.revoked_at IS NULL",
+                (hash_token(secret), _instant(self.clock())),
+            )
+            row = tx.fetchone()
+        if row is None:
+            return None
+        token_id, name, role, scope = row
+        return Principal(str(token_id), str(name), Role(role), str(scope))
+
+    def end_session(self, secret: str) -> None:
+        with self.views.transaction() as tx:
+            tx.execute(
+                "UPDATE page_sessions SET ended_at = %s "
+                "WHERE session_hash = %s AND ended_at IS NULL",
+                (_instant(self.clock()), hash_token(secret)),
+            )
 
     def issue(self, role: Role, scope: str | None, name: str, by: str) -> IssuedToken:
         """A new token; its secret is in the answer and nowhere else."""
@@ -223,6 +272,12 @@ class TokenStore:
             return None
         token_id, name, role, scope = row
         return Principal(str(token_id), str(name), Role(role), str(scope))
+
+
+def _instant(moment: datetime) -> str:
+    """A moment as stored in ``page_sessions``: UTC, one spelling, so that the text
+    compares as the moments do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _get(tx: Transaction, token_id: str) -> TokenRecord | None:

@@ -11,7 +11,7 @@ audited exactly as it is.
 # No `from __future__ import annotations`: FastAPI reads these routes' annotations at
 # run time, and they name a dependency alias local to the router's factory.
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote, urlencode, urlsplit
@@ -40,12 +40,13 @@ class LoginRequired(Exception):
 
 def _page_caller(services: Services) -> Callable[..., Principal]:
     def caller(request: Request) -> Principal:
-        secret = request.cookies.get(COOKIE)
+        session = request.cookies.get(COOKIE)
         header = request.headers.get("authorization", "")
-        if not secret and header.lower().startswith("bearer "):
-            secret = header[7:].strip()
         try:
-            found = services.authenticate(secret, client_address(request))
+            if not session and header.lower().startswith("bearer "):
+                found = services.authenticate(header[7:].strip(), client_address(request))
+            else:
+                found = services.session_holder(session, client_address(request))
         except Unauthenticated:
             raise LoginRequired from None
         request.state.token_id = found.token_id
@@ -98,9 +99,10 @@ def pages_router(services: Services) -> APIRouter:
             )
         services.record(principal, "login", "pages")
         response = RedirectResponse(home_of(principal), status_code=303)
+        session = services.tokens.start_session(principal, timedelta(seconds=COOKIE_MAX_AGE))
         response.set_cookie(
             COOKIE,
-            token.strip(),
+            session,
             max_age=COOKIE_MAX_AGE,
             httponly=True,
             samesite="strict",
@@ -109,9 +111,16 @@ def pages_router(services: Services) -> APIRouter:
         )
         return response
 
-    @router.post("/logout", summary="Sign out (clears the cookie)")
+    @router.post("/logout", summary="Sign out (ends the session and clears the cookie)")
     def logout(request: Request) -> Response:
         _same_origin(request)
+        session = request.cookies.get(COOKIE)
+        if session:
+            holder = services.tokens.session_holder(session)
+            # Ended on the server: a copy of the cookie kept elsewhere opens nothing after.
+            services.tokens.end_session(session)
+            if holder is not None:
+                services.record(holder, "logout", "pages")
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

@@ -114,7 +114,14 @@ class Services:
 
     def authenticate(self, secret: str | None, client: str) -> Principal:
         """The principal holding ``secret``, within its rate; else 401 (or 429)."""
-        principal = self.tokens.authenticate(secret) if secret else None
+        return self._within_rate(self.tokens.authenticate(secret) if secret else None, client)
+
+    def session_holder(self, secret: str | None, client: str) -> Principal:
+        """The principal of the page session ``secret`` (a login cookie), within its rate;
+        else 401 (or 429)."""
+        return self._within_rate(self.tokens.session_holder(secret) if secret else None, client)
+
+    def _within_rate(self, principal: Principal | None, client: str) -> Principal:
         key = principal.token_id if principal else f"address:{client}"
         wait = self.limiter.take(key)
         if wait:

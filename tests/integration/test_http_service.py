@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -390,11 +391,57 @@ def test_logging_in_sets_an_http_only_strict_cookie_and_a_wrong_token_is_refused
     assert client.get("/pages/inbox").headers["location"] == "/login"
 
 
+def _log_in(client: TestClient, tokens: Tokens, who: str) -> str:
+    """Sign in on the login page; the session cookie's value."""
+    assert client.post("/login", data={"token": tokens.secrets[who]}).status_code == 303
+    return str(client.cookies[COOKIE])
+
+
+def test_the_login_cookie_holds_a_session_of_its_own_that_logout_ends_on_the_server(
+    tracker: Tracker,
+) -> None:
+    client, services, tokens = _service(tracker)
+    session = _log_in(client, tokens, "vlo_wm")
+    assert tokens.secrets["vlo_wm"] not in session
+    assert client.get("/pages/inbox").status_code == 200
+
+    assert client.post("/logout").status_code == 303
+    # A copy of the cookie kept after logout (another tab, a stolen copy) opens nothing.
+    client.cookies.set(COOKIE, session)
+    assert client.get("/pages/inbox").headers["location"] == "/login"
+    # Nor is the session's secret a token for the API.
+    assert (
+        client.get(
+            f"/vlos/{VLO_WM}/alerts", headers={"Authorization": f"Bearer {session}"}
+        ).status_code
+        == 401
+    )
+    # The token itself is still good: logging out ends the session, not the token.
+    assert client.get(f"/vlos/{VLO_WM}/alerts", headers=tokens.header("vlo_wm")).status_code == 200
+    signed = [
+        e.action for e in services.audit.entries(limit=1000) if e.action in ("login", "logout")
+    ]
+    assert signed == ["login", "logout"]
+
+
+def test_a_session_ends_when_it_expires_or_its_token_is_revoked(tracker: Tracker) -> None:
+    client, services, tokens = _service(tracker)
+    _log_in(client, tokens, "vlo_wm")
+    started = services.tokens.clock()
+    services.tokens.clock = lambda: started + timedelta(hours=8, seconds=1)
+    assert client.get("/pages/inbox").headers["location"] == "/login"
+
+    services.tokens.clock = lambda: started
+    assert client.get("/pages/inbox").status_code == 200
+    services.tokens.revoke(tokens.ids["vlo_wm"], by="tests")
+    assert client.get("/pages/inbox").headers["location"] == "/login"
+
+
 def test_a_form_post_from_another_site_is_refused(tracker: Tracker) -> None:
     seed(tracker)
     client, _, tokens = _service(tracker)
     alert = open_alert_ids(tracker, VLO_WM)[0]
-    client.cookies.set(COOKIE, tokens.secrets["vlo_wm"])
+    _log_in(client, tokens, "vlo_wm")
     refused = client.post(
         f"/pages/alerts/{alert}/done", headers={"origin": "https://elsewhere.example"}
     )
@@ -417,7 +464,7 @@ def test_the_caseload_page_lists_who_is_still_in_custody_after_the_expected_rele
     for document in h.documents:
         document["source"]["agency"] = "prison"
     assert _post(client, tokens, "sender_wm", h.documents).json()["accepted"] == 3
-    client.cookies.set(COOKIE, tokens.secrets["unit_wm"])
+    _log_in(client, tokens, "unit_wm")
 
     page = client.get("/pages/areas/WM/caseload?on=2004-09-01").text
     assert "Still in custody after the expected release date (1)" in page
