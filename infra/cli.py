@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -215,6 +215,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def _caseload(args: argparse.Namespace, settings: Settings) -> int:
     """``mappa caseload``: now (the stored rows), or with ``--on`` as it stood on that date."""
+    from infra.http.audit import offenders_named
     from projections.caseload.formats import format_csv, format_table
     from projections.caseload.projection import caseload
     from projections.caseload.rules import LONDON
@@ -233,6 +234,8 @@ def _caseload(args: argparse.Namespace, settings: Settings) -> int:
             tx, area, on, args.within, bcu=bcu, as_it_stood=args.on is not None,
             lead_times=tracker.areas.lead_time_for,
         )  # fmt: skip
+        _audited(tx, "caseload.read", f"area:{area}",
+                 {"offenders": offenders_named(summary.to_json())})  # fmt: skip
     if args.format == "json":
         print(json.dumps(summary.to_json(), indent=2))
     elif args.format == "csv":
@@ -280,6 +283,7 @@ def _queries(args: argparse.Namespace, settings: Settings) -> int:
         with _reading(settings) as tracker, tracker.views.transaction() as tx:
             try:
                 outcome = close_query(tx, args.query_id, args.by, args.note, datetime.now(UTC))
+                _audited(tx, "query.close", f"query:{args.query_id}", {"outcome": outcome})
             except QueryNotFound:
                 print(f"mappa: no data-quality query {args.query_id}", file=sys.stderr)
                 return EXIT_REJECTED
@@ -296,6 +300,10 @@ def _queries(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         queries = queries_for(tx, args.area, include_ended=args.all)
+        _audited(tx, "queries.read", f"area:{args.area}", {
+            "queries": [q.query_id for q in queries],
+            "offenders": sorted({q.mappa_ref for q in queries}),
+        })  # fmt: skip
     if args.format == "json":
         print(json.dumps([q.to_json(now) for q in queries], indent=2))
         return EXIT_OK
@@ -336,6 +344,7 @@ def _return(args: argparse.Namespace, settings: Settings) -> int:
             )
         except ValueError as error:
             raise UsageError(str(error)) from None
+        _audited(tx, "return.read", f"area:{args.area}/year:{args.year}")
         area = tracker.areas.get(args.area)
     name = area.name if area else None
     if args.format == "json":
@@ -374,6 +383,7 @@ def _national_return(args: argparse.Namespace, settings: Settings) -> int:
             )
         except ValueError as error:
             raise UsageError(str(error)) from None
+        _audited(tx, "national.read", f"national/year:{args.year}")
     if args.format == "json":
         print(json.dumps(tables, indent=2))
     elif args.format == "csv":
@@ -401,10 +411,14 @@ def _return_diff(args: argparse.Namespace, settings: Settings) -> int:
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         histories = area_histories(tx, args.area)
         population = tracker.areas.population_for(args.area, args.year)
-    try:
-        changes = diff_as_known_on(histories, args.area, args.year, args.layout, a, b, population)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+        try:
+            changes = diff_as_known_on(
+                histories, args.area, args.year, args.layout, a, b, population
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        offenders = sorted({o.reference for change in changes for o in change.offenders})
+        _audited(tx, "diff.read", f"area:{args.area}/year:{args.year}", {"offenders": offenders})
     if args.format == "json":
         print(
             json.dumps(
@@ -436,12 +450,14 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         histories = area_histories(tx, args.area)
         population = tracker.areas.population_for(args.area, args.year)
-    try:
-        explanation = explain_figure(
-            histories, args.area, args.year, args.figure, args.layout, as_known_on, population
-        )
-    except UnknownFigure as error:
-        raise UsageError(f"explain: {error}") from None
+        try:
+            explanation = explain_figure(
+                histories, args.area, args.year, args.figure, args.layout, as_known_on, population
+            )
+        except UnknownFigure as error:
+            raise UsageError(f"explain: {error}") from None
+        _audited(tx, "explain.read", f"area:{args.area}/year:{args.year}/figure:{args.figure}",
+                 {"offenders": [o.reference for o in explanation.offenders]})  # fmt: skip
     if args.format == "json":
         print(json.dumps(explanation.to_json(), indent=2))
     else:
@@ -476,6 +492,8 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
         with _reading(settings) as tracker, tracker.views.transaction() as tx:
             try:
                 changed = mark_done(tx, args.alert_id, args.vlo, args.by, datetime.now(UTC))
+                _audited(tx, "alert.done", f"alert:{args.alert_id}",
+                         {"changed": changed, "by": args.by})  # fmt: skip
             except AlertNotFound:
                 print(f"mappa: no alert {args.alert_id} for you", file=sys.stderr)
                 return EXIT_REJECTED
@@ -493,6 +511,11 @@ def _alerts(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("say whose alerts: --vlo REF or --coordinator AREA")
     with _reading(settings) as tracker, tracker.views.transaction() as tx:
         alerts = alerts_for(tx, recipient, include_done=args.all)
+        target = f"vlo:{recipient}" if args.vlo else recipient
+        _audited(tx, "alerts.read", target, {
+            "alerts": [a.alert.alert_id for a in alerts],
+            "offenders": sorted({a.alert.offender_ref for a in alerts}),
+        })  # fmt: skip
     shown = alerts[: args.limit] if args.limit else alerts
     if args.format == "json":
         print(json.dumps([a.to_json() for a in shown], indent=2))
@@ -670,6 +693,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _audited(
+    tx: Transaction, action: str, target: str, detail: Mapping[str, Any] | None = None
+) -> None:
+    """Put a read or a change made at the command line on the audit trail, in the same
+    transaction and with the same names as the web service does (the person running the
+    command as ``cli:USER``, an operator): a record read from a shell is still a read."""
+    from infra.http.audit import append
+
+    append(tx, datetime.now(UTC), _operator(), action, target, detail=detail)
+
+
 def _operator() -> Any:
     """The person at the command line, as the audit trail names them."""
     import getpass
@@ -757,7 +791,11 @@ class _reading:
         self.catch_up = catch_up
 
     def __enter__(self) -> Tracker:
+        from infra.http.audit import AuditTrail
+
         self.tracker = bootstrap(self.settings)
+        # What a command reads or changes goes on the audit trail (``_audited``).
+        AuditTrail(self.tracker.views, lambda: datetime.now(UTC)).create_tables()
         if self.catch_up and not self.settings.kafka_bootstrap:
             try:
                 self.tracker.catch_up()

@@ -156,3 +156,22 @@ def _entry(row: tuple[Any, ...]) -> AuditEntry:
         int(sequence), str(at), str(actor), str(name), str(role), str(action), str(target),
         str(outcome), json.loads(detail),
     )  # fmt: skip
+
+
+def offenders_named(answer: Any) -> list[str]:
+    """Every MAPPA reference an answer lists (under ``mappa_ref``), for the audit trail."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "mappa_ref" and isinstance(inner, str):
+                    found.add(inner)
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(answer)
+    return sorted(found)

@@ -21,7 +21,15 @@ from consumers.interchange import InvalidDocument, decode_json, parse_object
 from domain.offender import ReportedFact
 from infra.bootstrap import Tracker
 from infra.http.access import IssuedToken, Principal, Role, TokenRecord, TokenStore
-from infra.http.audit import ALLOWED, DENIED, Actor, AuditEntry, AuditTrail, append
+from infra.http.audit import (
+    ALLOWED,
+    DENIED,
+    Actor,
+    AuditEntry,
+    AuditTrail,
+    append,
+    offenders_named,
+)
 from infra.http.limits import RateLimiter, TooManyRequests
 
 log = structlog.get_logger("mappa.http")
@@ -449,22 +457,3 @@ def parse_day(text: str, name: str = "on") -> date:
         raise BadRequest(f"{name}: expected a date YYYY-MM-DD, got {text[:20]!r}") from None
     check_day(day)
     return day
-
-
-def offenders_named(answer: Any) -> list[str]:
-    """Every MAPPA reference an answer lists (under ``mappa_ref``), for the audit trail."""
-    found: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                if key == "mappa_ref" and isinstance(inner, str):
-                    found.add(inner)
-                else:
-                    walk(inner)
-        elif isinstance(value, list):
-            for inner in value:
-                walk(inner)
-
-    walk(answer)
-    return sorted(found)

@@ -315,6 +315,44 @@ def test_tokens_are_issued_printed_once_listed_and_revoked_from_the_command_line
     assert ("caseload.read", "area:WM", "unit") in actions
 
 
+def test_reads_and_changes_made_at_the_command_line_are_on_the_audit_trail(
+    use_store: Tracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(use_store)
+    alert = open_alert_ids(use_store, VLO_WM)[0]
+    commands = [
+        ["caseload", "--area", "WM", "--on", "2004-12-31"],
+        ["alerts", "--vlo", VLO_WM],
+        ["alerts", "done", alert, "--by", "Jo Smith", "--vlo", VLO_WM],
+        ["alerts", "--coordinator", "WM"],
+        ["queries", "--area", "WM"],
+        ["return", "--area", "WM", "--year", "2004"],
+        ["return", "--national", "--year", "2004"],
+        ["explain", "--area", "WM", "--year", "2004", "--figure", "viii.level3.cat1"],
+        ["return", "--area", "WM", "--year", "2004", "--diff-as-known-on",
+         "2000-01-01T00:00:00+00:00", "now"],
+    ]  # fmt: skip
+    for command in commands:
+        assert main(command) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    assert main(["audit", "--format", "json", "--limit", "1000"]) == 0
+    trail = [e for e in json.loads(capsys.readouterr().out) if e["role"] == "operator"]
+    assert all(e["actor"].startswith("cli:") for e in trail)
+    by_action = {e["action"]: e for e in trail}
+    assert [e["action"] for e in trail] == [
+        "caseload.read", "alerts.read", "alert.done", "alerts.read", "queries.read",
+        "return.read", "national.read", "explain.read", "diff.read",
+    ]  # fmt: skip
+    assert by_action["caseload.read"]["detail"]["offenders"] == [OFFENDER_WM]
+    assert by_action["alert.done"]["target"] == f"alert:{alert}"
+    assert trail[1]["target"] == f"vlo:{VLO_WM}" and alert in trail[1]["detail"]["alerts"]
+    assert trail[3]["target"] == "coordinator:WM"
+    assert OFFENDER_WM in by_action["explain.read"]["detail"]["offenders"]
+    # Never a victim's reference.
+    assert not secrets_in(json.dumps(trail))
+
+
 # --- logs -------------------------------------------------------------------------------
 
 
