@@ -160,7 +160,9 @@ def bootstrap(settings: Settings | None = None) -> Tracker:
     if settings.database_url:
         views = PostgresViewDatabase(settings.database_url, settings.database_schema)
     else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner only: the files hold records of offenders and victims (SQLite makes them
+        # readable by all under the usual umask). A directory that exists is left as it is.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         views = SQLiteViewDatabase(settings.data_dir / "views.sqlite")
     with _schema_lock(settings):
         # Refuses to open a store that the configured key (or its absence) cannot read.

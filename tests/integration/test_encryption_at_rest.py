@@ -152,3 +152,17 @@ def test_the_service_refuses_to_start_with_the_wrong_key(store_env: dict[str, st
     assert "Refusing to start" in finished.stderr
     with socket.socket() as s:  # nothing was left listening
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_embedded_store_is_made_in_a_directory_only_its_owner_can_read(
+    tmp_path: Path,
+) -> None:
+    # SQLite makes its files readable by everyone under the usual umask; the directory
+    # the tracker makes for them is its owner's alone.
+    data_dir = tmp_path / "new" / "mappa-data"
+    tracker = bootstrap(Settings(data_dir=data_dir, database_url=None))
+    try:
+        assert (data_dir.stat().st_mode & 0o777) == 0o700
+        assert (data_dir / "views.sqlite").exists()
+    finally:
+        tracker.close()
