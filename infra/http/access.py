@@ -183,6 +183,8 @@ class TokenStore:
         secret = SESSION_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
         with self.views.transaction() as tx:
+            # Sessions past their time open nothing: forget them, so the table stays small.
+            tx.execute("DELETE FROM page_sessions WHERE expires_at <= %s", (_instant(now),))
             tx.execute(
                 "INSERT INTO page_sessions (session_hash, token_id, started_at, expires_at) "
                 "VALUES (%s, %s, %s, %s)",

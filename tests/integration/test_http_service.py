@@ -474,6 +474,13 @@ def test_a_session_ends_when_it_expires_or_its_token_is_revoked(tracker: Tracker
     services.tokens.revoke(tokens.ids["vlo_wm"], by="tests")
     assert client.get("/pages/inbox").headers["location"] == "/login"
 
+    # Sessions past their time are forgotten at the next login.
+    services.tokens.clock = lambda: started + timedelta(hours=9)
+    _log_in(client, tokens, "unit_wm")
+    with tracker.views.transaction() as tx:
+        tx.execute("SELECT COUNT(*) FROM page_sessions")
+        assert tx.fetchone() == (1,)
+
 
 def test_a_form_post_from_another_site_is_refused(tracker: Tracker) -> None:
     seed(tracker)
