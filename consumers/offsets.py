@@ -284,7 +284,24 @@ class GroupMembership:
         self.watch = StallWatch(consumer, self.rejoin, stored)
         self._listener = SeekToStoredPositions(consumer, stored, self.hints)
 
+    # How long ``join`` waits for the consumer's metadata to show the topic's partitions.
+    METADATA_WAIT_SECONDS = 30.0
+
     def join(self) -> None:
+        """Subscribe, once this consumer's own metadata shows the topic's partitions.
+
+        A member that joins before its metadata has them is assigned none, and the rejoin
+        kafka-python makes when they appear once never completed under load: a projector
+        sat with no partitions until the test waiting for it gave up (a failed rejoin after
+        a metadata change is not tried again, as KAFKA-9815 describes for the Java client).
+        Joining with the partitions known leaves no such rejoin to make.
+        """
+        deadline = time.monotonic() + self.METADATA_WAIT_SECONDS
+        while not self.consumer.partitions_for_topic(self.topic):
+            if time.monotonic() >= deadline:
+                log.warning("joining before the topic's partitions are known", topic=self.topic)
+                break
+            time.sleep(0.2)
         self.consumer.subscribe([self.topic], listener=self._listener)
 
     def rejoin(self) -> None:
