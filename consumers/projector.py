@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from kafka import TopicPartition
@@ -23,7 +23,7 @@ from kafka.errors import KafkaError
 
 from consumers.offsets import GroupMembership, upstream_of
 from consumers.runtime import Shutdown, Stopped, with_retries
-from consumers.wire import DecodedMessage, decode_message
+from consumers.wire import RUN_CONTINUES, DecodedMessage, decode_message
 from infra.process import collector_paused
 from projections.base import Delivery, ProjectionWriter
 
@@ -55,6 +55,55 @@ def with_polls_ready_at_once(
             batch.setdefault(partition, []).extend(messages)
             count += len(messages)
     return batch
+
+
+class SplitBatch(NamedTuple):
+    """A batch split where an offender's run is not whole in it (``split_at_open_runs``)."""
+
+    # What to store now: each partition's messages before the first of a run not whole.
+    whole: dict[TopicPartition, list[Any]]
+    # Where each partition with a run held back is to be read again from (its offset).
+    held_back: dict[TopicPartition, int]
+
+
+def split_at_open_runs(
+    batch: Mapping[TopicPartition, Sequence[Any]], full: bool = False
+) -> SplitBatch:
+    """Split each partition's messages before the first message of an offender's run whose
+    last message is not in the batch (a message with ``RUN_CONTINUES`` not followed, in the
+    batch, by one of that offender without it).
+
+    A run is what one ingest transaction stored for an offender, recorded at one moment: the
+    relay never ends a page inside one, but a fetch may end anywhere. Judged in halves, a
+    release could raise an alert that a withdrawal in the second half rules out (an audit
+    raised 217 such alerts with the relay sending one event at a time). The embedded path
+    reads the log the same way (``page_of_whole_runs``). Messages after the split point are
+    read again, and the repeats of the offenders already stored are skipped by version.
+
+    ``full``: the batch is as large as it may be. A partition that would then keep nothing
+    is kept whole, since reading it again could never make its run whole (a run longer
+    than a batch); such a split is logged.
+    """
+    whole: dict[TopicPartition, list[Any]] = {}
+    held_back: dict[TopicPartition, int] = {}
+    for partition, messages in batch.items():
+        # The offender (message key) -> where its run not yet whole starts in ``messages``.
+        open_from: dict[bytes, int] = {}
+        for index, message in enumerate(messages):
+            if RUN_CONTINUES in (message.headers or ()):
+                open_from.setdefault(message.key, index)
+            else:
+                open_from.pop(message.key, None)
+        split = min(open_from.values(), default=len(messages))
+        if split == 0 and full and messages:
+            log.warning("a run longer than a batch is stored in parts",
+                        upstream=upstream_of(partition),
+                        offset=messages[0].offset)  # fmt: skip
+            split = len(messages)
+        whole[partition] = list(messages[:split])
+        if split < len(messages):
+            held_back[partition] = messages[split].offset
+    return SplitBatch(whole, held_back)
 
 
 class KafkaProjector:
@@ -119,10 +168,31 @@ class KafkaProjector:
         the collection that follows walks what the batch kept, not what it read."""
         with collector_paused():
             batch = self._with_what_is_ready(polled)
-            name = self.writer.projection.name
-            with_retries(partial(self._project, batch), shutdown, f"project {name}")
-            membership.stored(batch)
+            full = sum(map(len, batch.values())) >= self.max_batch
+            whole, held_back = split_at_open_runs(batch, full)
             del batch
+            name = self.writer.projection.name
+            stored_any = any(whole.values())
+            if stored_any:
+                with_retries(partial(self._project, whole), shutdown, f"project {name}")
+                membership.stored(whole)
+            del whole
+        if held_back:
+            self._read_again(held_back)
+            if not stored_any:
+                # The rest of the run is on its way (the relay sends a run in one go):
+                # polling again at once would fetch the same messages again and again.
+                shutdown.wait(self.HELD_BACK_WAIT_SECONDS)
+
+    HELD_BACK_WAIT_SECONDS = 0.05
+
+    def _read_again(self, held_back: Mapping[TopicPartition, int]) -> None:
+        """Read each partition again from where a run was held back (a partition revoked
+        in the meantime is read by its new holder from the stored position)."""
+        assigned = self.consumer.assignment()
+        for partition, offset in held_back.items():
+            if partition in assigned:
+                self.consumer.seek(partition, offset)
 
     def _with_what_is_ready(
         self, polled: Mapping[TopicPartition, Sequence[Any]]

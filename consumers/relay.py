@@ -19,8 +19,14 @@ from typing import Any, NamedTuple
 import structlog
 
 from consumers.runtime import Shutdown, Stopped, with_retries
-from consumers.wire import encode_stored
-from infra.eventstore import EVERY_OFFENDER, OffenderRecords, RelayRow, RelayShare
+from consumers.wire import RUN_CONTINUES, encode_stored
+from infra.eventstore import (
+    EVERY_OFFENDER,
+    OffenderRecords,
+    RelayRow,
+    RelayShare,
+    page_of_whole_runs,
+)
 from projections.base import create_common_tables, write_position
 from projections.ports import ViewDatabase
 
@@ -117,7 +123,7 @@ class Relay:
         try:
             in_flight, self._in_flight = self._in_flight, None
             start = (in_flight.last_id if in_flight else self.position()) + 1
-            notifications = self.records.relay_rows(start, self.batch_size, self.share)
+            notifications = page_of_whole_runs(self._read, start, self.batch_size)
             sent = self._send(notifications) if notifications else None
             if in_flight is not None:
                 if sent is None:
@@ -129,15 +135,28 @@ class Relay:
             self._in_flight = None
             raise
 
+    def _read(self, start: int, limit: int) -> list[RelayRow]:
+        return self.records.relay_rows(start, limit, self.share)
+
     def _send(self, notifications: Sequence[RelayRow]) -> _InFlight:
+        """Send a page that ends at the end of an offender's run (``page_of_whole_runs``):
+        each message followed by its offender's next event in the page says so in a header
+        (``RUN_CONTINUES``), so that a projector never judges half a run (see
+        ``consumers.projector``), wherever its fetches end."""
         mapper = self.records.mapper
         futures = []
-        for notification in notifications:
+        last = len(notifications) - 1
+        for index, notification in enumerate(notifications):
+            continues = (
+                index < last
+                and notifications[index + 1].originator_id == notification.originator_id
+            )
             futures.append(
                 self.producer.send(
                     self.topic,
                     key=notification.originator_id.encode(),
                     value=encode_stored(notification, mapper),
+                    headers=[RUN_CONTINUES] if continues else None,
                 )
             )
         return _InFlight(futures, notifications[-1].id)

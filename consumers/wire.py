@@ -22,6 +22,10 @@ from domain import events as ev
 from infra.storedjson import StoredJSON, stored_shape, stored_state
 
 WIRE_VERSION = 1
+# A message header: the offender's next message on the topic is the next event of the same
+# run of the log (stored with this one, recorded at the same moment, or right after it in
+# the log). A projector judges a run whole, so it waits for the message without it.
+RUN_CONTINUES = ("offender-run", b"continues")
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp"}
 
 

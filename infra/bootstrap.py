@@ -21,7 +21,7 @@ from consumers.projector import KafkaProjector
 from consumers.relay import Relay
 from infra import kafka
 from infra.encryption import open_offender_records
-from infra.eventstore import EVERY_OFFENDER, OffenderRecords, RelayShare
+from infra.eventstore import EVERY_OFFENDER, OffenderRecords, RelayShare, page_of_whole_runs
 from infra.kafka import Topics, ensure_topics
 from infra.settings import Settings
 from infra.storedjson import delivery_of
@@ -121,25 +121,14 @@ class Tracker:
 
     def _page_from(self, start: int) -> list[Notification]:
         """A page of the notification log from ``start``, of ``batch_size`` notifications
-        or more: it does not end inside a run of one offender's events.
-
-        One ingest transaction stores each offender's events one after the other, all
-        recorded at one moment, and a projection must be given them together: victim
-        alerts are judged on what was known at each moment, and half a moment's facts
-        could raise an alert (then corrected) that the whole of them rules out.
-        """
-        limit = self.settings.batch_size
+        or more, ending at the end of a run of one offender's events (see
+        ``page_of_whole_runs``)."""
         recorder = self.records.recorder
-        page = list(recorder.select_notifications(start=start, limit=limit))
-        if len(page) < limit:
-            return page
-        while True:
-            offender = page[-1].originator_id
-            more = recorder.select_notifications(start=page[-1].id + 1, limit=limit)
-            run = next((n for n, e in enumerate(more) if e.originator_id != offender), len(more))
-            page.extend(more[:run])
-            if run < limit:
-                return page
+
+        def read(first: int, limit: int) -> list[Notification]:
+            return list(recorder.select_notifications(start=first, limit=limit))
+
+        return page_of_whole_runs(read, start, self.settings.batch_size)
 
     def rebuild(self, name: str, on_batch: Callable[[str, int], None] | None = None) -> int:
         """Reset a projection and replay every stored event into it (in this process)."""

@@ -13,8 +13,8 @@ it consumed (a ``Tracking`` record) in that same transaction too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 from uuid import UUID
 
 import orjson
@@ -54,6 +54,44 @@ class RelayShare(NamedTuple):
 
 
 EVERY_OFFENDER = RelayShare()
+
+
+class _Logged(Protocol):
+    """A notification of the log, as far as paging it needs."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def originator_id(self) -> object: ...
+
+
+LoggedT = TypeVar("LoggedT", bound=_Logged)
+
+
+def page_of_whole_runs(
+    read: Callable[[int, int], Sequence[LoggedT]], start: int, limit: int
+) -> list[LoggedT]:
+    """A page of the notification log from ``start`` (``read(start, limit)`` gives up to
+    ``limit`` notifications from there), of ``limit`` notifications or more: it does not
+    end inside a run of one offender's events.
+
+    One ingest transaction stores each offender's events one after the other, all recorded
+    at one moment, and a projection must be given them together: victim alerts are judged
+    on what was known at each moment, and half a moment's facts could raise an alert (then
+    corrected) that the whole of them rules out. A page shorter than ``limit`` holds every
+    event committed so far, and a transaction's events are committed together, so it ends
+    at the end of one.
+    """
+    page = list(read(start, limit))
+    if len(page) < limit:
+        return page
+    while True:
+        offender = page[-1].originator_id
+        more = read(page[-1].id + 1, limit)
+        run = next((n for n, e in enumerate(more) if e.originator_id != offender), len(more))
+        page.extend(more[:run])
+        if run < limit:
+            return page
 
 
 class RelayRow(NamedTuple):

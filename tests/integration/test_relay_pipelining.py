@@ -13,16 +13,17 @@ import pytest
 
 from consumers.relay import RELAY, UPSTREAM, Relay
 from consumers.runtime import Shutdown
+from consumers.wire import RUN_CONTINUES
 from infra.bootstrap import Tracker
 from infra.eventstore import RelayRow, RelayShare
 from projections.base import read_position
 from tests.builders import History
 
-FACTS = 25
-BATCH = 10
+OFFENDERS = 13
+BATCH = 10  # a page ends at the end of an offender's run: here, two events each
 
 
-EVENTS = FACTS + 1
+EVENTS = 2 * OFFENDERS
 
 
 class Refused(Exception):
@@ -47,9 +48,13 @@ class StandInProducer:
         self.acknowledged: list[int] = []
         self.refuse: set[int] = set()
         self.flushes = 0
+        self.headers: list[list[tuple[str, bytes]]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> _Future:
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> _Future:
         self.sent.append((key, value))
+        self.headers.append(headers or [])
         return _Future(self, len(self.sent))
 
     def flush(self) -> None:
@@ -60,11 +65,13 @@ class StandInProducer:
 
 
 def relay_with_stored_events(tracker: Tracker) -> tuple[Relay, StandInProducer]:
-    """A relay with 26 stored events: the offender's opening, then 25 facts."""
-    history = History("WM-000123")
-    for day in range(1, FACTS + 1):
-        history.add("mappa.level-changed", f"2006-01-{day:02d}T09:00:00+00:00", level=1 + day % 3)
-    results = tracker.ingest_service().ingest(list(enumerate(history.facts())))
+    """A relay with 26 stored events: 13 offenders' openings, each followed by a fact."""
+    facts = []
+    for n in range(OFFENDERS):
+        history = History(f"WM-{123 + n:06d}")
+        history.add("mappa.level-changed", f"2006-01-{1 + n:02d}T09:00:00+00:00", level=1 + n % 3)
+        facts += history.facts()
+    results = tracker.ingest_service().ingest(list(enumerate(facts)))
     assert all(r.verdict.value == "accepted" for r in results), results
     assert len(tracker.records.recorder.select_notifications(start=1, limit=100)) == EVENTS
     producer = StandInProducer()
@@ -121,7 +128,8 @@ def test_a_message_the_broker_refuses_leaves_the_position_and_its_batch_is_sent_
     while relay.relay_once():
         pass
     assert stored_position(relay) == EVENTS
-    assert {key for key, _ in producer.sent} == {key for key, _ in first_try}
+    sent_ids = {orjson.loads(value)["notificationId"] for _, value in producer.sent}
+    assert sent_ids == set(range(1, EVENTS + 1))
 
 
 def test_asked_to_stop_the_relay_stores_the_position_of_the_batch_it_sent_last(
@@ -231,3 +239,21 @@ def stored_positions(tracker: Tracker) -> dict[str, int]:
     with tracker.views.transaction() as tx:
         tx.execute("SELECT upstream, position FROM projection_positions WHERE projection = 'relay'")
         return {str(u): int(p) for u, p in tx.fetchall()}
+
+
+def test_a_page_never_ends_inside_an_offenders_run_and_each_message_but_its_last_says_so(
+    tracker: Tracker,
+) -> None:
+    """Each offender's events stored together (an opening and its first fact here) travel
+    as a run: a page of one event still ends at its end, and every message but the run's
+    last carries the header that tells a projector to wait for the rest."""
+    relay, producer = relay_with_stored_events(tracker)
+    relay.batch_size = 1
+    sent_per_call = []
+    while sent := relay.relay_once():
+        sent_per_call.append(sent)
+    assert sent_per_call == [2] * OFFENDERS
+    keys = [key for key, _ in producer.sent]
+    assert [RUN_CONTINUES in headers for headers in producer.headers] == [True, False] * OFFENDERS
+    assert keys[0::2] == keys[1::2]  # each run is one offender's
+    assert len(set(keys)) == OFFENDERS

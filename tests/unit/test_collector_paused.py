@@ -57,6 +57,9 @@ def test_cyclic_garbage_made_during_a_block_is_collected_after_it() -> None:
 
 
 class Message:
+    key = b"offender"
+    headers: list[tuple[str, bytes]] = []
+
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset, self.value = offset, value
 

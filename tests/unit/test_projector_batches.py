@@ -1,16 +1,18 @@
 """A Kafka projector catching up takes the polls that are ready at once into one batch (up to
-``MAX_BATCH`` messages); one keeping up stores each poll as it comes, without waiting."""
+``MAX_BATCH`` messages); one keeping up stores each poll as it comes, without waiting. It
+stores an offender's run of facts (stored together) only once its last message is fetched."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError
 
-from consumers.projector import KafkaProjector
+from consumers.projector import KafkaProjector, split_at_open_runs
+from consumers.wire import RUN_CONTINUES
 from projections.caseload.projection import CaseloadProjection
 
 FIRST, SECOND = TopicPartition("events", 0), TopicPartition("events", 1)
@@ -20,6 +22,8 @@ FIRST, SECOND = TopicPartition("events", 0), TopicPartition("events", 1)
 class Message:
     offset: int
     value: bytes = b"{}"
+    key: bytes = b"offender"
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def messages(first: int, count: int) -> list[Message]:
@@ -85,3 +89,58 @@ def test_a_poll_that_fails_ends_the_batch_and_keeps_what_was_polled() -> None:
     consumer = ScriptedConsumer({SECOND: messages(0, 2)}, KafkaConnectionError("broker away"))
     batch = batch_of(consumer, {FIRST: messages(0, 4)})
     assert offsets(batch) == {0: [0, 1, 2, 3], 1: [0, 1]}
+
+
+def run_of(key: bytes, first: int, count: int, closed: bool = True) -> list[Message]:
+    """``count`` messages of the offender ``key`` stored together: each but the last says
+    the run continues (the last too, when the run is not ``closed`` in the batch)."""
+    return [
+        Message(offset, key=key, headers=[RUN_CONTINUES] if n < count - closed else [])
+        for n, offset in enumerate(range(first, first + count))
+    ]
+
+
+def split_offsets(batch: dict[Any, list[Message]], full: bool = False) -> tuple[Any, Any]:
+    whole, held_back = split_at_open_runs(batch, full)
+    return offsets(whole), {tp.partition: offset for tp, offset in held_back.items()}
+
+
+def test_a_run_whose_last_message_is_in_the_batch_is_stored_whole() -> None:
+    batch = {FIRST: run_of(b"a", 0, 3) + run_of(b"b", 3, 2)}
+    assert split_offsets(batch) == ({0: [0, 1, 2, 3, 4]}, {})
+
+
+def test_a_run_whose_last_message_is_not_fetched_yet_is_held_back_from_its_first() -> None:
+    batch = {
+        FIRST: run_of(b"a", 0, 2) + run_of(b"b", 2, 3, closed=False),
+        SECOND: run_of(b"c", 0, 1),
+    }
+    assert split_offsets(batch) == ({0: [0, 1], 1: [0]}, {0: 2})
+
+
+def test_a_batch_holding_only_an_unfinished_run_stores_nothing_of_it() -> None:
+    assert split_offsets({FIRST: run_of(b"a", 7, 2, closed=False)}) == ({0: []}, {0: 7})
+
+
+def test_runs_of_other_offenders_after_an_unfinished_run_are_read_again_with_it() -> None:
+    # Relays sharing the offenders interleave their runs on a partition.
+    batch = {FIRST: [*run_of(b"a", 0, 1, closed=False), *run_of(b"b", 1, 1), *run_of(b"a", 2, 1)]}
+    assert split_offsets(batch) == ({0: [0, 1, 2]}, {})
+    batch = {FIRST: [*run_of(b"a", 0, 1, closed=False), *run_of(b"b", 1, 1)]}
+    assert split_offsets(batch) == ({0: []}, {0: 0})
+
+
+def test_a_run_sent_again_by_a_restarted_relay_ends_with_its_last_message() -> None:
+    sent_twice = [*run_of(b"a", 0, 2, closed=False), *run_of(b"a", 2, 3)]
+    assert split_offsets({FIRST: sent_twice}) == ({0: [0, 1, 2, 3, 4]}, {})
+
+
+def test_messages_without_the_header_each_end_their_run() -> None:
+    assert split_offsets({FIRST: messages(0, 3)}) == ({0: [0, 1, 2]}, {})
+
+
+def test_a_full_batch_holding_only_an_unfinished_run_is_stored_rather_than_read_for_ever() -> None:
+    batch = {FIRST: run_of(b"a", 0, 4, closed=False), SECOND: run_of(b"b", 0, 2, closed=False)}
+    assert split_offsets(batch, full=True) == ({0: [0, 1, 2, 3], 1: [0, 1]}, {})
+    batch = {FIRST: run_of(b"a", 0, 1) + run_of(b"b", 1, 2, closed=False)}
+    assert split_offsets(batch, full=True) == ({0: [0]}, {0: 1})
