@@ -7,7 +7,7 @@ explicit partition count, never by the broker's auto-creation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -59,11 +59,11 @@ class Topics:
 
 
 @contextmanager
-def admin_client(bootstrap: str) -> Iterator[Any]:
+def admin_client(bootstrap: str, **config: Any) -> Iterator[Any]:
     """A Kafka admin client, closed after use."""
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin", **config)
     try:
         yield admin
     finally:
@@ -207,6 +207,14 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
     finally:
         probe.close()
         admin.close()
+
+
+def group_members(bootstrap: str, groups: Sequence[str]) -> dict[str, int]:
+    """How many members each consumer group has now (0: none, or no such group)."""
+    # A command asking, not a server waiting: a broker away is said after 10 s, not 30.
+    with admin_client(bootstrap, bootstrap_timeout_ms=10_000) as admin:
+        described = admin.describe_groups(list(groups))
+    return {group: len(described.get(group, {}).get("members") or ()) for group in groups}
 
 
 def delete_topics(bootstrap: str, names: Iterable[str]) -> None:

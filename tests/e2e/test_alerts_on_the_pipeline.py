@@ -5,7 +5,8 @@ One run serves every test here (about a minute): a generated history, plus an of
 whose release notice is retracted, goes through ``mappa run ingest``, ``relay``,
 ``project victim-alerts`` and ``publish-alerts``; the alert projector and the relay are
 killed with SIGKILL mid-stream and restarted; then everything is sent again, and finally
-``mappa rebuild victim-alerts`` replays every stored event. The alerts on record must be,
+``mappa rebuild victim-alerts`` replays every stored event (refused while the projector runs,
+done once it is stopped). The alerts on record must be,
 one for one, those derived independently from the stored events
 (``tests/integration/test_victim_alerts_acceptance.py``), each alert of the retracted
 notice corrected exactly once, nothing raised by the resending or the replay, and every
@@ -15,6 +16,8 @@ alert on the alerts topic exactly once.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,8 @@ class Run:
     rebuilt: list[Row]  # after mappa rebuild victim-alerts
     published: list[str]  # alert ids on the alerts topic, in the end
     notice_id: str  # the crafted offender's retracted release notice
+    refused: subprocess.CompletedProcess[bytes]  # mappa rebuild beside the running projector
+    after_refusal: tuple[list[Row], dict[str, int]]  # the alerts and positions after it
 
 
 def alert_rows(pipeline: Pipeline) -> list[Row]:
@@ -56,6 +61,14 @@ def alert_rows(pipeline: Pipeline) -> list[Row]:
                 "FROM victim_alerts ORDER BY alert_id"
             )
             return [tuple(str(v) for v in row) for row in tx.fetchall()]
+    finally:
+        tracker.close()
+
+
+def stored_positions(pipeline: Pipeline) -> dict[str, int]:
+    tracker = pipeline.tracker()
+    try:
+        return tracker.writer("victim-alerts").positions()
     finally:
         tracker.close()
 
@@ -117,14 +130,21 @@ def _run(pipeline: Pipeline, workdir: Path) -> Run:
     pipeline.wait_until_settled(120, "the resent events to be consumed", ("victim-alerts",))
     resent = alert_rows(pipeline)
 
+    # Refused while the projector runs (it would store batches into the replay), then done
+    # once it is stopped, as the README says; the projector then goes on from its position.
+    refused = pipeline.mappa("rebuild", "victim-alerts", "--quiet")
+    after_refusal = alert_rows(pipeline), stored_positions(pipeline)
+    pipeline.kill("project victim-alerts", signal.SIGTERM)
     rebuild = pipeline.mappa("rebuild", "victim-alerts", "--quiet")
     assert rebuild.returncode == 0, rebuild.stderr.decode()[-2000:]
+    pipeline.start("project", "victim-alerts", label="project victim-alerts")
+    pipeline.wait_until_settled(120, "the restarted projector to settle", ("victim-alerts",))
     rebuilt = alert_rows(pipeline)
     wait_until(
         lambda: len(published(pipeline)) >= len(rebuilt), 60, "every alert on the alerts topic"
     )
     return Run(documents, on_record, settled, resent, rebuilt, published(pipeline),
-               notice["eventId"])  # fmt: skip
+               notice["eventId"], refused, after_refusal)  # fmt: skip
 
 
 def test_alerts_on_the_pipeline_are_one_for_one_those_derived_from_the_contract(run: Run) -> None:
@@ -152,3 +172,13 @@ def test_replaying_every_event_raises_nothing(run: Run) -> None:
 def test_every_alert_is_on_the_alerts_topic_exactly_once(run: Run) -> None:
     assert len(run.published) == len(set(run.published)), "an alert was published twice"
     assert sorted(run.published) == [row[0] for row in run.rebuilt]
+
+
+def test_a_rebuild_beside_the_running_projector_is_refused_and_changes_nothing(run: Run) -> None:
+    assert run.refused.returncode == 1
+    message = run.refused.stderr.decode()
+    assert "rebuild refused: Kafka projectors are running for victim-alerts (1)" in message
+    assert "stop those projectors" in message
+    alerts, positions = run.after_refusal
+    assert alerts == run.resent
+    assert positions and all(position > 0 for position in positions.values())

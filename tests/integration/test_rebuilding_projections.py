@@ -396,3 +396,40 @@ def test_pruning_waits_for_a_replay_in_progress_to_commit_its_references(
 def _prune(tracker: Tracker) -> None:
     with tracker.views.transaction() as tx:
         prune_shared_histories(tx)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_with_kafka_configured_a_rebuild_is_refused_unless_the_broker_says_no_projector_runs(
+    tracker_factory: TrackerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A broker that does not answer cannot say so: the rebuild is refused, and changes
+    nothing, unless the operator says the projectors are stopped. (Refused beside a running
+    projector on the real broker: tests/e2e/test_alerts_on_the_pipeline.py.)"""
+    import socket
+
+    from infra.cli import main
+    from tests.integration.test_victim_alerts_acceptance import use_store
+
+    tracker = build_incrementally(tracker_factory)
+    before = views_of(tracker)
+    positions = tracker.writer("caseload").positions()
+    use_store(tracker, monkeypatch)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MAPPA_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+
+    assert main(["rebuild", "caseload", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "rebuild refused: cannot tell whether Kafka projectors of caseload are running" in err
+    assert "--projectors-stopped" in err
+    assert out == ""
+    assert tracker.writer("caseload").positions() == positions
+    assert_views_are(tracker, before)
+
+    assert main(["rebuild", "caseload", "--quiet", "--projectors-stopped"]) == 0
+    events = tracker.max_notification_id()
+    assert capsys.readouterr().out.splitlines() == [f"caseload: rebuilt from {events} events"]
+    assert_views_are(tracker, before)
