@@ -12,6 +12,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError
 
 from consumers.projector import KafkaProjector, split_at_open_runs
+from consumers.runtime import Shutdown
 from consumers.wire import RUN_CONTINUES
 from projections.caseload.projection import CaseloadProjection
 
@@ -144,3 +145,65 @@ def test_a_full_batch_holding_only_an_unfinished_run_is_stored_rather_than_read_
     assert split_offsets(batch, full=True) == ({0: [0, 1, 2, 3], 1: [0, 1]}, {})
     batch = {FIRST: run_of(b"a", 0, 1) + run_of(b"b", 1, 2, closed=False)}
     assert split_offsets(batch, full=True) == ({0: [0]}, {0: 1})
+
+
+class SeekingConsumer(ScriptedConsumer):
+    """A consumer assigned both partitions that records where it is asked to read again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sought: list[tuple[int, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {FIRST, SECOND}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.sought.append((partition.partition, offset))
+
+
+class RecordingProjector(KafkaProjector):
+    def __init__(self, consumer: SeekingConsumer) -> None:
+        super().__init__(writer=AnyWriter(), consumer=consumer, topic="events")  # type: ignore[arg-type]
+        self.projected: list[dict[int, list[int]]] = []
+
+    def _project(self, polled: Any) -> int:
+        self.projected.append(offsets(polled))
+        return 0
+
+
+def test_a_projector_stores_the_whole_runs_and_reads_a_held_back_run_again_from_its_start() -> None:
+    consumer = SeekingConsumer()
+    projector = RecordingProjector(consumer)
+    committed: list[dict[int, list[int]]] = []
+
+    class Membership:
+        def stored(self, polled: Any) -> None:
+            committed.append(offsets(polled))
+
+    batch = {
+        FIRST: run_of(b"a", 0, 2) + run_of(b"b", 2, 2, closed=False),
+        SECOND: run_of(b"c", 5, 1),
+    }
+    projector._store_batch(batch, Membership(), Shutdown())  # type: ignore[arg-type]
+    assert projector.projected == committed == [{0: [0, 1], 1: [5]}]
+    assert consumer.sought == [(0, 2)]
+
+
+def test_a_batch_that_is_all_one_unfinished_run_stores_nothing_and_waits_a_moment() -> None:
+    consumer = SeekingConsumer()
+    projector = RecordingProjector(consumer)
+    waited: list[float] = []
+
+    class CountingShutdown(Shutdown):
+        def wait(self, seconds: float) -> bool:
+            waited.append(seconds)
+            return False
+
+    projector._store_batch(
+        {FIRST: run_of(b"a", 4, 3, closed=False)},
+        object(),
+        CountingShutdown(),  # type: ignore[arg-type]
+    )
+    assert projector.projected == []
+    assert consumer.sought == [(0, 4)]
+    assert waited == [KafkaProjector.HELD_BACK_WAIT_SECONDS]
