@@ -85,13 +85,19 @@ def page_of_whole_runs(
     page = list(read(start, limit))
     if len(page) < limit:
         return page
+    # A run is a few events as a rule: the rest of it is read a little at a time, not a
+    # whole page more (the relay's reads of the store would otherwise double).
+    chunk = min(limit, _RUN_CHUNK)
     while True:
         offender = page[-1].originator_id
-        more = read(page[-1].id + 1, limit)
+        more = read(page[-1].id + 1, chunk)
         run = next((n for n, e in enumerate(more) if e.originator_id != offender), len(more))
         page.extend(more[:run])
-        if run < limit:
+        if run < chunk:  # the run ended, or the log did
             return page
+
+
+_RUN_CHUNK = 64
 
 
 class RelayRow(NamedTuple):

@@ -257,3 +257,21 @@ def test_a_page_never_ends_inside_an_offenders_run_and_each_message_but_its_last
     assert [RUN_CONTINUES in headers for headers in producer.headers] == [True, False] * OFFENDERS
     assert keys[0::2] == keys[1::2]  # each run is one offender's
     assert len(set(keys)) == OFFENDERS
+
+
+def test_a_run_longer_than_the_reads_that_finish_it_still_ends_its_page(
+    tracker: Tracker,
+) -> None:
+    """The rest of a run is read 64 events at a time: an offender's 150 events stored in
+    one transaction go in one page, whatever the page's size."""
+    history = History("WM-000777")
+    for day in range(1, 150):
+        history.add("mappa.level-changed", f"2006-{1 + day // 28:02d}-{1 + day % 28:02d}"
+                    "T09:00:00+00:00", level=1 + day % 3)  # fmt: skip
+    results = tracker.ingest_service().ingest(list(enumerate(history.facts())))
+    assert all(r.verdict.value == "accepted" for r in results), results
+    producer = StandInProducer()
+    relay = Relay(tracker.records, tracker.views, producer, "events", 5)
+    assert relay.relay_once() == 150
+    assert relay.relay_once() == 0
+    assert [RUN_CONTINUES in h for h in producer.headers] == [True] * 149 + [False]
