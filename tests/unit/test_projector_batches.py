@@ -103,7 +103,7 @@ def run_of(key: bytes, first: int, count: int, closed: bool = True) -> list[Mess
 
 def split_offsets(batch: dict[Any, list[Message]], full: bool = False) -> tuple[Any, Any]:
     whole, held_back = split_at_open_runs(batch, full)
-    return offsets(whole), {tp.partition: offset for tp, offset in held_back.items()}
+    return offsets(whole), {tp.partition: held[0].offset for tp, held in held_back.items()}
 
 
 def test_a_run_whose_last_message_is_in_the_batch_is_stored_whole() -> None:
@@ -147,63 +147,60 @@ def test_a_full_batch_holding_only_an_unfinished_run_is_stored_rather_than_read_
     assert split_offsets(batch, full=True) == ({0: [0]}, {0: 1})
 
 
-class SeekingConsumer(ScriptedConsumer):
-    """A consumer assigned both partitions that records where it is asked to read again."""
+class AssignedConsumer(ScriptedConsumer):
+    """A consumer assigned both partitions (or those given)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sought: list[tuple[int, int]] = []
+    def __init__(self, *answers: Any, assigned: set[TopicPartition] | None = None) -> None:
+        super().__init__(*answers)
+        self.assigned = {FIRST, SECOND} if assigned is None else assigned
 
     def assignment(self) -> set[TopicPartition]:
-        return {FIRST, SECOND}
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.sought.append((partition.partition, offset))
+        return self.assigned
 
 
 class RecordingProjector(KafkaProjector):
-    def __init__(self, consumer: SeekingConsumer) -> None:
+    def __init__(self, consumer: AssignedConsumer) -> None:
         super().__init__(writer=AnyWriter(), consumer=consumer, topic="events")  # type: ignore[arg-type]
         self.projected: list[dict[int, list[int]]] = []
+        self.committed: list[dict[int, list[int]]] = []
 
     def _project(self, polled: Any) -> int:
         self.projected.append(offsets(polled))
         return 0
 
+    def store(self, batch: dict[Any, list[Message]]) -> None:
+        projector = self
 
-def test_a_projector_stores_the_whole_runs_and_reads_a_held_back_run_again_from_its_start() -> None:
-    consumer = SeekingConsumer()
-    projector = RecordingProjector(consumer)
-    committed: list[dict[int, list[int]]] = []
+        class Membership:
+            def stored(self, polled: Any) -> None:
+                projector.committed.append(offsets(polled))
 
-    class Membership:
-        def stored(self, polled: Any) -> None:
-            committed.append(offsets(polled))
-
-    batch = {
-        FIRST: run_of(b"a", 0, 2) + run_of(b"b", 2, 2, closed=False),
-        SECOND: run_of(b"c", 5, 1),
-    }
-    projector._store_batch(batch, Membership(), Shutdown())  # type: ignore[arg-type]
-    assert projector.projected == committed == [{0: [0, 1], 1: [5]}]
-    assert consumer.sought == [(0, 2)]
+        self._store_batch(batch, Membership(), Shutdown())  # type: ignore[arg-type]
 
 
-def test_a_batch_that_is_all_one_unfinished_run_stores_nothing_and_waits_a_moment() -> None:
-    consumer = SeekingConsumer()
-    projector = RecordingProjector(consumer)
-    waited: list[float] = []
-
-    class CountingShutdown(Shutdown):
-        def wait(self, seconds: float) -> bool:
-            waited.append(seconds)
-            return False
-
-    projector._store_batch(
-        {FIRST: run_of(b"a", 4, 3, closed=False)},
-        object(),
-        CountingShutdown(),  # type: ignore[arg-type]
+def test_a_held_back_run_goes_first_in_the_next_batch_and_is_stored_once_whole() -> None:
+    projector = RecordingProjector(AssignedConsumer())
+    projector.store(
+        {FIRST: run_of(b"a", 0, 2) + run_of(b"b", 2, 2, closed=False), SECOND: run_of(b"c", 5, 1)}
     )
-    assert projector.projected == []
-    assert consumer.sought == [(0, 4)]
-    assert waited == [KafkaProjector.HELD_BACK_WAIT_SECONDS]
+    assert projector.projected == projector.committed == [{0: [0, 1], 1: [5]}]
+    # The rest of b's run arrives (the consumer is past what was held back: no fetch again).
+    projector.store({FIRST: [Message(4, key=b"b")]})
+    assert projector.projected[1] == projector.committed[1] == {0: [2, 3, 4]}
+
+
+def test_a_batch_that_is_all_one_unfinished_run_stores_nothing_until_its_end_comes() -> None:
+    projector = RecordingProjector(AssignedConsumer())
+    projector.store({FIRST: run_of(b"a", 4, 2, closed=False)})
+    projector.store({SECOND: run_of(b"c", 0, 1)})  # other partitions go on meanwhile
+    projector.store({FIRST: run_of(b"a", 6, 1)})
+    assert projector.projected == [{0: [], 1: [0]}, {0: [4, 5, 6]}]
+
+
+def test_a_held_back_run_is_dropped_when_its_partition_was_revoked_or_read_again() -> None:
+    consumer = AssignedConsumer()
+    projector = RecordingProjector(consumer)
+    projector.store({FIRST: run_of(b"a", 4, 2, closed=False), SECOND: run_of(b"c", 0, 2, False)})
+    consumer.assigned = {SECOND}
+    projector.store({SECOND: run_of(b"c", 0, 2)})  # sought back to its stored position: 0
+    assert projector.projected == [{1: [0, 1]}]  # once each, nothing of the revoked one
