@@ -14,13 +14,14 @@ import uuid
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from consumers.offsets import GroupMembership
+from consumers.projector import with_polls_ready_at_once
 from infra import kafka
 from infra.kafka import admin_client
-from tests.e2e.pipeline import kafka_bootstrap, wait_until
+from tests.e2e.pipeline import kafka_bootstrap, scratch_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +62,64 @@ def test_a_consumer_joining_before_its_topic_exists_is_first_assigned_every_part
         consumer.close()
         with admin_client(kafka_bootstrap()) as admin:
             admin.delete_topics([topic])
+
+
+MESSAGES_PER_PARTITION = 2000
+
+
+def consume_as_a_projector(topic: str, group: str, counts: dict[str, int], name: str) -> None:
+    """Join with ``GroupMembership`` and consume as a projector does: polls ready at once
+    taken into one batch, the first batch slow to store (as a first fold is). The stall
+    watch is off, so a stall would last."""
+    consumer = kafka.consumer(kafka_bootstrap(), group)
+    membership = GroupMembership(consumer, topic, stored=lambda _: 0)
+    membership.watch.idle = lambda: None  # type: ignore[method-assign]
+    membership.join()
+    deadline = time.monotonic() + 40
+    first = True
+    try:
+        while (
+            time.monotonic() < deadline
+            and sum(counts.values()) < PARTITIONS * MESSAGES_PER_PARTITION
+        ):
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                continue
+            batch = with_polls_ready_at_once(consumer, polled, 40_000)
+            if first:
+                time.sleep(2)
+                first = False
+            counts[name] = counts.get(name, 0) + sum(map(len, batch.values()))
+            membership.stored(batch)
+    finally:
+        consumer.close()
+
+
+def test_two_consumers_started_together_share_the_partitions_and_read_them_at_once() -> None:
+    """Two projectors started together: the first's partitions stalled after the second
+    joined, and the second was never assigned any, while ``join`` waited for the topic on
+    the consumer's own metadata (it filled it with every topic of the cluster, and the
+    next refresh looked like a change). Every phase of a quick bench run stalled so."""
+    with scratch_topic("test-two-join", PARTITIONS) as topic:
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap())
+        for partition in range(PARTITIONS):
+            for _ in range(MESSAGES_PER_PARTITION):
+                producer.send(topic, b"x" * 400, partition=partition)
+        producer.flush()
+        producer.close()
+        group = f"test-two-join-{uuid.uuid4().hex[:8]}"
+        counts: dict[str, int] = {}
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=consume_as_a_projector, args=(topic, group, counts, name))
+            for name in ("first", "second")
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - started
+    assert sum(counts.values()) >= PARTITIONS * MESSAGES_PER_PARTITION
+    assert counts.get("second"), "the second consumer never read a message"
+    assert took < 20, f"took {took:.0f} s"
