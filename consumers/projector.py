@@ -186,12 +186,11 @@ class KafkaProjector:
         """``batch`` after the messages the last batch held back (an offender's run whose
         last message it had not fetched), where they still come first.
 
-        They are kept, not fetched again: seeking back to them made the consumer drop what
-        it had fetched ahead, and the batches that followed were small (a national catch-up
-        lost 40% of its speed). The offsets committed and the positions stored stop before
-        them, so a crash reads them again. A partition revoked since is left to its new
-        holder; one sought elsewhere since (assigned again, from its stored position) is
-        read from there.
+        They are kept, not fetched again: seeking back to them would make the consumer drop
+        what it had fetched ahead of them, and fetch it again. The offsets committed and the
+        positions stored stop before them, so a crash reads them again. A partition revoked
+        since is left to its new holder; one sought elsewhere since (assigned again, from
+        its stored position) is read from there.
         """
         carried, self._carried = self._carried, {}
         if not carried:
