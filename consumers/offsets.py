@@ -307,11 +307,10 @@ class GroupMembership:
         self.consumer.subscribe([self.topic], listener=self._listener)
 
     def _partitions_visible(self, deadline: float) -> bool:
-        from kafka import KafkaConsumer
+        from infra import kafka
 
-        probe = KafkaConsumer(
-            bootstrap_servers=self.consumer.config["bootstrap_servers"],
-            client_id="mappa-metadata-probe",
+        probe = kafka.consumer(
+            self.consumer.config["bootstrap_servers"], None, client_id="mappa-metadata-probe"
         )
         try:
             while not probe.partitions_for_topic(self.topic):

@@ -14,14 +14,14 @@ import uuid
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 
 from consumers.offsets import GroupMembership
 from consumers.projector import with_polls_ready_at_once
 from infra import kafka
 from infra.kafka import admin_client
-from tests.e2e.pipeline import kafka_bootstrap, scratch_topic, wait_until
+from tests.e2e.pipeline import kafka_bootstrap, produce, scratch_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -101,12 +101,7 @@ def test_two_consumers_started_together_share_the_partitions_and_read_them_at_on
     the consumer's own metadata (it filled it with every topic of the cluster, and the
     next refresh looked like a change). Every phase of a quick bench run stalled so."""
     with scratch_topic("test-two-join", PARTITIONS) as topic:
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap())
-        for partition in range(PARTITIONS):
-            for _ in range(MESSAGES_PER_PARTITION):
-                producer.send(topic, b"x" * 400, partition=partition)
-        producer.flush()
-        producer.close()
+        produce(topic, range(MESSAGES_PER_PARTITION), PARTITIONS)
         group = f"test-two-join-{uuid.uuid4().hex[:8]}"
         counts: dict[str, int] = {}
         started = time.monotonic()
