@@ -7,14 +7,17 @@ explicit partition count, never by the broker's auto-creation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,9 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-status")
     probe = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
+        committed = while_the_coordinator_loads(
+            lambda: admin.list_group_offsets({group: None})
+        ).get(group, {})
         partitions = [
             TopicPartition(topic, p)
             for topic in topic_names
@@ -209,11 +214,44 @@ def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[Pa
         admin.close()
 
 
+def while_the_coordinator_loads(ask: Callable[[], T], within_seconds: float = 20.0) -> T:
+    """``ask()``, asked again while the broker says a group's coordinator is not ready.
+
+    A group's coordinator is the leader of its partition of ``__consumer_offsets``. A fresh
+    broker creates that topic on the first question about any group and answers "coordinator
+    not available" until it is ready (CI's first lag query failed so, 0.3 s after start); a
+    restarting broker answers "loading" while it reads the offsets back. The admin client
+    does not retry those, its consumers do. Other errors, and these after ``within_seconds``,
+    are raised.
+    """
+    from kafka.errors import (
+        CoordinatorLoadInProgressError,
+        CoordinatorNotAvailableError,
+        NotCoordinatorError,
+    )
+
+    deadline = time.monotonic() + within_seconds
+    pause = 0.1
+    while True:
+        try:
+            return ask()
+        except (
+            CoordinatorNotAvailableError,
+            CoordinatorLoadInProgressError,
+            NotCoordinatorError,
+        ) as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.info("group coordinator not ready; asking again", error=type(error).__name__)
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 def group_members(bootstrap: str, groups: Sequence[str]) -> dict[str, int]:
     """How many members each consumer group has now (0: none, or no such group)."""
     # A command asking, not a server waiting: a broker away is said after 10 s, not 30.
     with admin_client(bootstrap, bootstrap_timeout_ms=10_000) as admin:
-        described = admin.describe_groups(list(groups))
+        described = while_the_coordinator_loads(lambda: admin.describe_groups(list(groups)))
     return {group: len(described.get(group, {}).get("members") or ()) for group in groups}
 
 
