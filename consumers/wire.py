@@ -130,6 +130,17 @@ def _field_names(event_class: type) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(required), frozenset(f.name for f in fields)
 
 
+@functools.lru_cache(maxsize=4096)
+def _spelt_as_recorded(text: str) -> str:
+    """``text``, an ISO 8601 time, as the event's ``timestamp.isoformat()`` spells it.
+
+    Parsing and spelling it again took 3.3 us a message (``isoformat`` alone 2.8), a quarter
+    of decoding one; the events of one ingest batch share their ``recordedAt``, so nearly
+    every message's is one seen just before. Raises ``ValueError`` for other text.
+    """
+    return datetime.fromisoformat(text).isoformat()
+
+
 def decode_message(value: bytes, *, findings: bool = True) -> DecodedMessage:
     """Decode a message of the topic; raises ``ValueError`` on anything else.
 
@@ -144,7 +155,7 @@ def decode_message(value: bytes, *, findings: bool = True) -> DecodedMessage:
         version = int(message["version"])
         if "document" in message:
             document = message["document"]
-            recorded_at = datetime.fromisoformat(message["recordedAt"])
+            recorded_at = _spelt_as_recorded(message["recordedAt"])
             # What building its event would need, checked now, so that a message the relay
             # could not have written is skipped here rather than failing a batch later.
             if document["eventType"] not in ev.EVENT_CLASS_BY_TYPE:
@@ -158,7 +169,7 @@ def decode_message(value: bytes, *, findings: bool = True) -> DecodedMessage:
             # spelling (added in place: copying every document was a twentieth of a
             # projector's time).
             document.pop("recordedAt", None)
-            document["recordedAt"] = recorded_at.isoformat()
+            document["recordedAt"] = recorded_at
             return DecodedMessage(offender_id, version, document, None)
         event_class = resolve_topic(message["topic"])
         timestamp = datetime.fromisoformat(message["recordedAt"])

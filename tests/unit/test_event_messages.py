@@ -38,6 +38,13 @@ def test_a_fact_message_is_decoded_to_its_fact_document_with_when_it_was_recorde
     assert list(decoded.document)[-1] == "recordedAt"
 
 
+def test_a_recorded_time_spelt_another_way_is_given_as_the_event_spells_it_every_time() -> None:
+    for _ in range(2):  # the second from what the first spelt
+        decoded = decode_message(message(recordedAt="2024-01-02T10:00:00.5Z"))
+        assert decoded.document is not None
+        assert decoded.document["recordedAt"] == "2024-01-02T10:00:00.500000+00:00"
+
+
 @pytest.mark.parametrize(
     ("value", "named"),
     [
@@ -46,6 +53,8 @@ def test_a_fact_message_is_decoded_to_its_fact_document_with_when_it_was_recorde
         (message(version="one"), "invalid literal"),
         (message(document={**DOCUMENT, "eventType": "no.such-type"}), "no.such-type"),
         (message(document={**DOCUMENT, "occurredAt": "yesterday"}), "yesterday"),
+        (message(recordedAt="last week"), "last week"),
+        (message(recordedAt=["2024-01-02T10:00:00+00:00"]), "unhashable"),
         (message(document=None, topic="mappa.no-such-event.v1", fields={}), "no-such-event"),
         (
             message(document=None, topic=QUERY_CLEARED, fields={"unknown_field": 1}),
@@ -54,7 +63,7 @@ def test_a_fact_message_is_decoded_to_its_fact_document_with_when_it_was_recorde
     ],
     ids=[
         "not-json", "bad-offender-id", "bad-version", "unknown-event-type", "bad-instant",
-        "unknown-topic", "unknown-field",
+        "bad-recorded-instant", "recorded-instant-not-text", "unknown-topic", "unknown-field",
     ],
 )  # fmt: skip
 def test_a_message_the_relay_could_not_have_written_is_refused_saying_what_is_wrong(
