@@ -20,7 +20,9 @@ from projections.base import History, OffenderHistory, Projection, rows_of_offen
 from projections.ports import Transaction
 from projections.victim_alerts.rules import (
     CORRECTION,
+    ENROLLED,
     LATE_RELEASE_NOTICE,
+    NOTIFIED,
     RETRACTED,
     Alert,
     Fact,
@@ -77,7 +79,7 @@ class VictimAlertsProjection(Projection):
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         raised_at = self.clock().isoformat()
-        judged = [h for h in offenders if _may_change_alerts(h)]
+        judged = [h for h in offenders if _may_change_alerts(h) and not _owes_nothing(h)]
         # The alerts on record of a history kept from an earlier batch are those this
         # writer raised for it then (kept with the history): read only the others'.
         on_record = _raised_for(tx, [h.offender_id for h in judged if _RAISED not in h.memo])
@@ -235,6 +237,9 @@ _ALERT_RELEVANT = frozenset(
 # Kept with a history between batches (in the writer's cache, which drops a history another
 # writer has moved on): the alerts on record for it, and its documents as the rules read them.
 _RAISED, _FACTS = f"{NAME}-raised", f"{NAME}-facts"
+# Also kept: how many of its facts ``_owes_nothing`` has looked at, whether one was an
+# enrolment, and when the latest notice of release among them happened.
+_OWING = f"{NAME}-owing"
 
 
 def _facts_read(history: OffenderHistory) -> list[Fact]:
@@ -261,6 +266,31 @@ def _may_change_alerts(history: OffenderHistory) -> bool:
     facts = _facts_read(history)
     earliest = min((f.occurred for f in facts[: history.known_before]), default=None)
     return earliest is None or any(f.occurred <= earliest for f in facts[history.known_before :])
+
+
+def _owes_nothing(history: OffenderHistory) -> bool:
+    """Whether judging ``history`` now is known to raise nothing, without the alerts on
+    record: its batch retracts nothing (``_judged_since``), and it has no enrolment and no
+    notice of release that happened since then, which is what ``derive_alerts`` looks for
+    first. Two thirds of the offenders have no victim enrolled: most of their batches were
+    judged, and their alerts read from the database, only for ``derive_alerts`` to find so.
+    """
+    facts = _facts_read(history)
+    since = _judged_since(history, facts)
+    if since is None:
+        return False
+    looked_at, enrolled, latest_notice = history.memo.get(_OWING, (0, False, None))
+    if looked_at > len(facts):  # the history was read again from scratch
+        looked_at, enrolled, latest_notice = 0, False, None
+    for fact in facts[looked_at:]:
+        if fact.event_type == ENROLLED:
+            enrolled = True
+        elif fact.event_type == NOTIFIED and (
+            latest_notice is None or fact.occurred > latest_notice
+        ):
+            latest_notice = fact.occurred
+    history.memo[_OWING] = (len(facts), enrolled, latest_notice)
+    return not enrolled and (latest_notice is None or latest_notice < since)
 
 
 def _judged_since(history: OffenderHistory, facts: Sequence[Fact]) -> datetime | None:

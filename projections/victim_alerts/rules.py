@@ -91,17 +91,17 @@ ALERT_ID_NAMESPACE = uuid.UUID("37636868-c604-5226-8e12-61d684354382")
 
 LeadTimes = Callable[[str, int], str | None]
 
-_ENROLLED = "victim.enrolled"
+ENROLLED = "victim.enrolled"
 _WITHDRAWN = "victim.withdrawn"
 RETRACTED = "record.retracted"
-_NOTIFIED = "release.notified"
+NOTIFIED = "release.notified"
 _RELEASED = "custody.released"
 _LEVEL_CHANGED = "mappa.level-changed"
 _CASE_CLOSED = "mappa.case-closed"
 _AREA_TRANSFERRED = "mappa.area-transferred"
 
 _KIND_BY_EVENT_TYPE: dict[str, str] = {
-    _NOTIFIED: "release-due",
+    NOTIFIED: "release-due",
     _RELEASED: "released",
     "licence.conditions-set": "licence-conditions",
     "licence.recalled": "recalled",
@@ -605,7 +605,7 @@ def _addressing_enrolment(
             continue
         latest = max(known, key=_victim_order)
         if (
-            latest.event_type == _ENROLLED
+            latest.event_type == ENROLLED
             and _wants(latest, kind)
             and not (retracted_at and latest.event_id in retracted_at)
         ):
@@ -770,7 +770,7 @@ def _neighbouring_notices(notice: Fact, facts: Sequence[Fact]) -> tuple[Fact | N
             if seen:
                 break
             previous = None
-        elif fact.event_type == _NOTIFIED:
+        elif fact.event_type == NOTIFIED:
             if not seen:
                 previous = fact
             else:
@@ -1078,8 +1078,8 @@ def derive_alerts(
     """
     read = read if read is not None else [fact_of(document) for document in history]
     if not any(
-        fact.event_type == _ENROLLED
-        or (fact.event_type == _NOTIFIED and (since is None or fact.occurred >= since))
+        fact.event_type == ENROLLED
+        or (fact.event_type == NOTIFIED and (since is None or fact.occurred >= since))
         for fact in read
     ):
         # Every alert is owed to an enrolled victim or is a late notice of release: with no
@@ -1096,7 +1096,7 @@ def derive_alerts(
     # with the retractions' times.
     with_retracted: set[str] = set()
     for fact in itertools.chain(facts, judged.once_known):
-        if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
+        if fact.event_type in (ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
             victim_ref = str(fact.info["victimRef"])
             of_victim.setdefault(victim_ref, []).append(fact)
             if fact.event_id in retracted_at:
@@ -1141,7 +1141,7 @@ def derive_alerts(
                 _victim_alert(trigger, telling, enrolment, alert_id)
                 for enrolment, alert_id in zip(enrolments, ids, strict=True)
             )
-        if trigger.event_type == _NOTIFIED:
+        if trigger.event_type == NOTIFIED:
             alerts.extend(_late_notice_alerts(trigger, judged, lead_times, reference, on_record))
     return sorted(alerts, key=_sort_key)
 

@@ -23,7 +23,7 @@ from projections.caseload.rules import SnapshotFold, snapshot
 from projections.statistical_return import projection as return_projection
 from projections.statistical_return.rules import TimelineFold, build_timeline
 from projections.victim_alerts import projection as alerts_projection
-from projections.victim_alerts.rules import fact_of
+from projections.victim_alerts.rules import derive_alerts, fact_of
 
 Document = dict[str, Any]
 
@@ -235,3 +235,24 @@ def test_alert_facts_kept_between_batches_are_those_read_from_scratch(seed: int)
             assert before is kept  # extended in place, not read again
             extended += 1
     assert extended > len(generated_histories())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_history_judged_to_owe_nothing_would_have_derived_no_alert(seed: int) -> None:
+    """``_owes_nothing`` spares the alerts' rules (and the read of the alerts on record) only
+    where ``derive_alerts`` finds nothing to derive, however the facts were batched."""
+
+    def every_lead_time(area: str, level: int) -> str:
+        return "P28D"
+
+    spared = judged = 0
+    for history, _ in delivered(seed, shed=bool(seed % 2)):
+        if not alerts_projection._may_change_alerts(history):
+            continue
+        judged += 1
+        if alerts_projection._owes_nothing(history):
+            spared += 1
+            facts = alerts_projection._facts_read(history)
+            since = alerts_projection._judged_since(history, facts)
+            assert derive_alerts(history.documents, every_lead_time, facts, {}, since) == []
+    assert judged / 5 < spared < judged * 4 / 5
