@@ -106,7 +106,7 @@ class VictimAlertsProjection(Projection):
 
     def _judge(self, history: OffenderHistory, raised: dict[str, Alert]) -> list[Alert]:
         """The alerts to raise for ``history`` now, given those ``raised`` for it (by id),
-        which they are added to."""
+        which they are added to. (Not for a history ``_owes_nothing`` spares.)"""
         facts = _facts_read(history)
         since = _judged_since(history, facts)
         if since is not None:
@@ -158,7 +158,10 @@ class VictimAlertsProjection(Projection):
         (``_judged_since``): the others stand as they were judged, raised or not due."""
         # Every alert derived is about an event of the history, as are the ones on record
         # that ``_plan`` would look at: ``raised`` may hold others (in a rebuild), unseen.
-        derived = derive_alerts(history.documents, self.lead_times, facts, raised, since)
+        # Judged only if it may owe alerts (``_owes_nothing``).
+        derived = derive_alerts(
+            history.documents, self.lead_times, facts, raised, since, may_owe=True
+        )
         return [alert for alert in derived if alert.alert_id not in raised]
 
     def _plan(

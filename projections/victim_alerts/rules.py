@@ -1059,6 +1059,8 @@ def derive_alerts(
     read: Sequence[Fact] | None = None,
     on_record: Mapping[str, Alert] | None = None,
     since: datetime | None = None,
+    *,
+    may_owe: bool = False,
 ) -> list[Alert]:
     """Every alert due from an offender's whole ``history`` (fact documents, any order).
 
@@ -1069,6 +1071,8 @@ def derive_alerts(
     not on record, and wording every alert again at every new fact was most of its work).
     ``since``: derive only the alerts of the events that happened at or after it (by
     default, of every event); each event's alerts are judged on the whole history either way.
+    ``may_owe``: the caller has found an enrolment in ``read``, or a notice of release that
+    happened at or after ``since`` (else nothing is owed), so they are not looked for again.
 
     ``lead_times(area, level)`` gives the area's release-notice lead time for the level as
     an ISO 8601 duration, or ``None`` where the area has no rule. The result is the same for
@@ -1077,7 +1081,7 @@ def derive_alerts(
     and days (reference data should be checked with :func:`parse_duration` when loaded).
     """
     read = read if read is not None else [fact_of(document) for document in history]
-    if not any(
+    if not may_owe and not any(
         fact.event_type == ENROLLED
         or (fact.event_type == NOTIFIED and (since is None or fact.occurred >= since))
         for fact in read
