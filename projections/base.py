@@ -631,12 +631,13 @@ class ReplayBatch:
     @functools.cached_property
     def history_json(self) -> dict[str, str]:
         """Offender id -> the JSON of the offender's whole history (as ``encode`` makes it)."""
-        documents: dict[str, list[dict[str, Any]]] = {}
+        documents: dict[UUID, list[dict[str, Any]]] = {}
         for delivery, document in zip(self.deliveries, self.documents, strict=True):
-            stream = documents.setdefault(str(delivery.originator_id), [])
+            stream = documents.setdefault(delivery.originator_id, [])
             if document is not None:
                 stream.append(document)
-        return {key: orjson.dumps(stream).decode() for key, stream in documents.items()}
+        # The id spelt once an offender, not once an event (``UUID.__str__`` is Python).
+        return {str(key): orjson.dumps(stream).decode() for key, stream in documents.items()}
 
 
 def store_shared_histories(tx: Transaction, batch: ReplayBatch) -> None:

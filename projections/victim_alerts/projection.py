@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from projections.base import History, OffenderHistory, Projection, rows_of_offenders
 from projections.ports import Transaction
 from projections.victim_alerts.rules import (
@@ -363,7 +365,7 @@ def _raised_for(tx: Transaction, offender_ids: Sequence[str]) -> dict[str, dict[
 
 def _alert_from(row: Sequence[Any]) -> Alert:
     values = dict(zip(_ALERT_FIELDS, row, strict=True))
-    values["details"] = json.loads(values["details"])
+    values["details"] = orjson.loads(values["details"])
     values["late_by_seconds"] = int(values["late_by_seconds"])
     return Alert(**values)
 

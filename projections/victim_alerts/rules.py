@@ -366,8 +366,9 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
-# For alerts' times, read again and again; a fact's are read once (``fact_of``), and
-# nearly every one is new: looking them up first made reading a fact half as slow again.
+# For alerts' times, read again and again, and for the facts' ``recordedAt``, shared by
+# every fact of a submission (0.6 of the 4 us of ``fact_of``). Not for ``occurredAt``: nearly
+# every one is new, and looking them up first made reading a fact half as slow again.
 instant_of = functools.lru_cache(maxsize=65_536)(_moment)
 
 
@@ -393,7 +394,7 @@ def fact_of(doc: Mapping[str, Any]) -> Fact:
         event_id=str(doc["eventId"]),
         event_type=str(doc["eventType"]),
         occurred=_moment(doc["occurredAt"]),
-        recorded=_moment(doc["recordedAt"]),
+        recorded=instant_of(doc["recordedAt"]),
     )
 
 
