@@ -9,6 +9,7 @@ between them. A test that needs PostgreSQL fails, never skips, when it is unreac
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,13 @@ TrackerFactory = Callable[..., Tracker]
 
 def database_url_for_tests() -> str:
     return os.environ.get("MAPPA_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def settings_for(

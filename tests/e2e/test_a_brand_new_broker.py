@@ -10,7 +10,6 @@ ports, about 10 s) so that its question is the first the broker is asked.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,26 +19,21 @@ from pathlib import Path
 import pytest
 
 from infra.kafka import Topics, ensure_topics, group_lag, group_members
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def brand_new_broker(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "MAPPA_KAFKA_RUN_DIR": str(tmp_path / "kafka"),
         "MAPPA_KAFKA_PORT": str(port),
-        "MAPPA_KAFKA_CONTROLLER_PORT": str(_free_port()),
+        "MAPPA_KAFKA_CONTROLLER_PORT": str(free_port()),
         "MAPPA_PYTHON": sys.executable,
     }
 

@@ -12,7 +12,6 @@ Playwright never downloads a browser here: it launches ``/usr/bin/chromium``, wh
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from infra.http.app import create_app
 from infra.http.pages import COOKIE
 from infra.http.services import Services
 from projections.victim_alerts.projection import alerts_for, open_alert_counts
-from tests.conftest import settings_for
+from tests.conftest import free_port, settings_for
 from tests.http_support import OPERATOR
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,12 +48,6 @@ class Live:
     tracker: Tracker
     tokens: dict[str, str]
     vlo: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ingest_generated(tracker: Tracker) -> None:
@@ -85,7 +78,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         "analyst": services.issue_token(OPERATOR, Role.ANALYST, "*", "Ann Analyst").secret,
         "unit": services.issue_token(OPERATOR, Role.UNIT, "WM", "West Mercia unit").secret,
     }
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

@@ -19,7 +19,7 @@ from infra.bootstrap import Tracker, bootstrap
 from infra.cli import main
 from infra.encryption import StoreKeyError
 from infra.settings import Settings
-from tests.conftest import TrackerFactory, database_url_for_tests
+from tests.conftest import TrackerFactory, database_url_for_tests, free_port
 from tests.http_support import FREE_TEXT, OFFENDER_DUR, OFFENDER_WM, VICTIM_DUR, VICTIM_WM, seed
 
 KEY = AESCipher.create_key(32)
@@ -136,9 +136,7 @@ def test_the_command_line_refuses_the_wrong_key_with_a_clear_message(
 
 
 def test_the_service_refuses_to_start_with_the_wrong_key(store_env: dict[str, str]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     mappa = Path(sys.executable).with_name("mappa")
     finished = subprocess.run(
         [str(mappa), "serve", "--port", str(port)],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from infra.bootstrap import Tracker
-from tests.conftest import TrackerFactory, database_url_for_tests
+from tests.conftest import TrackerFactory, database_url_for_tests, free_port
 from tests.http_support import seed
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(
@@ -56,7 +49,7 @@ MAPPA = str(Path(sys.executable).with_name("mappa"))
 def _serving(env: dict[str, str]) -> Iterator[str]:
     """``mappa serve`` on a free port, started and answering; yields its base URL, and
     stops it with SIGTERM after, checking it exits 0."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [MAPPA, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
     )

@@ -18,7 +18,13 @@ from infra.viewdb import PostgresViewDatabase, SQLiteViewDatabase
 from projections.base import load_histories, prune_shared_histories
 from projections.ports import ViewDatabase
 from projections.statistical_return.projection import statistical_return
-from tests.conftest import TrackerFactory, _create_schema, _drop_schema, database_url_for_tests
+from tests.conftest import (
+    TrackerFactory,
+    _create_schema,
+    _drop_schema,
+    database_url_for_tests,
+    free_port,
+)
 
 VIEW_QUERIES = {
     "caseload": [
@@ -407,8 +413,6 @@ def test_with_kafka_configured_a_rebuild_is_refused_unless_the_broker_says_no_pr
     """A broker that does not answer cannot say so: the rebuild is refused, and changes
     nothing, unless the operator says the projectors are stopped. (Refused beside a running
     projector on the real broker: tests/e2e/test_alerts_on_the_pipeline.py.)"""
-    import socket
-
     from infra.cli import main
     from tests.integration.test_victim_alerts_acceptance import use_store
 
@@ -416,9 +420,7 @@ def test_with_kafka_configured_a_rebuild_is_refused_unless_the_broker_says_no_pr
     before = views_of(tracker)
     positions = tracker.writer("caseload").positions()
     use_store(tracker, monkeypatch)
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("MAPPA_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
 
     assert main(["rebuild", "caseload", "--quiet"]) == 1
