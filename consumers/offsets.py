@@ -288,38 +288,22 @@ class GroupMembership:
     METADATA_WAIT_SECONDS = 30.0
 
     def join(self) -> None:
-        """Subscribe, once the broker's metadata shows the topic's partitions.
+        """Subscribe, and wait until the consumer's own metadata shows the topic's partitions
+        (``kafka.await_own_metadata``) so that its first join is assigned them.
 
         A member that joins before its metadata has them is assigned none, and the rejoin
         kafka-python makes when they appear once never completed under load: a projector
         sat with no partitions until the test waiting for it gave up (a failed rejoin after
         a metadata change is not tried again, as KAFKA-9815 describes for the Java client).
-
-        The wait asks a throwaway client, never this consumer: ``partitions_for_topic`` on
-        the consumer itself filled its metadata with every topic of the cluster, and the
-        next refresh (of its own topic only) looked like a metadata change to it. Two
-        projectors started together then stalled for good in every phase of a quick bench
-        run (the first fetching nothing after the second joined, the second never
-        assigned), until the stall watch made the first rejoin, 30 s later.
+        Waiting for another client to see the topic was not enough: the broker knew it, but
+        a CI run's leader still had no metadata for it when it assigned the partitions.
         """
-        if not self._partitions_visible(time.monotonic() + self.METADATA_WAIT_SECONDS):
-            log.warning("joining before the topic's partitions are known", topic=self.topic)
-        self.consumer.subscribe([self.topic], listener=self._listener)
-
-    def _partitions_visible(self, deadline: float) -> bool:
         from infra import kafka
 
-        probe = kafka.consumer(
-            self.consumer.config["bootstrap_servers"], None, client_id="mappa-metadata-probe"
-        )
-        try:
-            while not probe.partitions_for_topic(self.topic):
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.2)
-            return True
-        finally:
-            probe.close()
+        deadline = time.monotonic() + self.METADATA_WAIT_SECONDS
+        self.consumer.subscribe([self.topic], listener=self._listener)
+        if not kafka.await_own_metadata(self.consumer, self.topic, deadline):
+            log.warning("joining before the topic's partitions are known", topic=self.topic)
 
     def rejoin(self) -> None:
         self.hints.revoked(self.consumer.assignment())

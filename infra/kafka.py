@@ -171,6 +171,37 @@ def consumer(bootstrap: str, group: str | None, **config: Any) -> Any:
     return KafkaConsumer(**settings)
 
 
+def await_own_metadata(subscribed: Any, topic: str, deadline: float) -> bool:
+    """Wait (until ``deadline``, a ``time.monotonic()``) for the consumer's own metadata to
+    show the partitions of ``topic``, which it already subscribes to. False if it never did.
+
+    kafka-python makes a subscribed consumer join its group at its first poll without
+    waiting for its metadata (it waits only for a pattern's, KAFKA-3949). A group leader
+    whose metadata still lacks the topic assigns nobody any partition, and the rejoin it
+    makes when they appear once hung for over a minute in a loaded CI run; another client
+    seeing the topic (the broker knows it) does not mean this one does yet.
+
+    Asked through the client's own metadata future (kafka-python 3.0's private ``_cluster``,
+    ``_manager`` and ``_net``): its one public call that fetches metadata,
+    ``partitions_for_topic``, fills it with every topic of the cluster, and the next refresh
+    (of the subscribed topic alone) looked like a metadata change to the coordinator.
+    """
+    from kafka.errors import KafkaError
+
+    cluster, manager, net = subscribed._cluster, subscribed._manager, subscribed._net
+    while not cluster.partitions_for_topic(topic):
+        remaining_ms = (deadline - time.monotonic()) * 1000
+        if remaining_ms <= 0:
+            return False
+        try:
+            net.run(manager.wait_for, cluster.request_update(), remaining_ms)
+        except KafkaError as error:  # a timeout or a failed refresh: the loop decides
+            log.debug("metadata refresh not answered", topic=topic, error=repr(error))
+        if not cluster.partitions_for_topic(topic):
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    return True
+
+
 @dataclass(frozen=True)
 class PartitionLag:
     topic: str

@@ -28,10 +28,8 @@ pytestmark = pytest.mark.e2e
 PARTITIONS = 6
 
 
-def test_a_consumer_joining_before_its_topic_exists_is_first_assigned_every_partition() -> None:
-    topic = f"test-join-{uuid.uuid4().hex[:12]}"
-    consumer = kafka.consumer(kafka_bootstrap(), f"test-join-{uuid.uuid4().hex[:8]}")
-    membership = GroupMembership(consumer, topic, stored=lambda _: 0)
+def recorded_assignments(membership: GroupMembership) -> list[set[TopicPartition]]:
+    """Every assignment the member's rebalance listener is given, in order, from now on."""
     assignments: list[set[TopicPartition]] = []
     record = membership._listener.on_partitions_assigned
 
@@ -40,6 +38,14 @@ def test_a_consumer_joining_before_its_topic_exists_is_first_assigned_every_part
         record(partitions)
 
     membership._listener.on_partitions_assigned = recorded  # type: ignore[method-assign]
+    return assignments
+
+
+def test_a_consumer_joining_before_its_topic_exists_is_first_assigned_every_partition() -> None:
+    topic = f"test-join-{uuid.uuid4().hex[:12]}"
+    consumer = kafka.consumer(kafka_bootstrap(), f"test-join-{uuid.uuid4().hex[:8]}")
+    membership = GroupMembership(consumer, topic, stored=lambda _: 0)
+    assignments = recorded_assignments(membership)
 
     def create_the_topic_a_moment_later() -> None:
         time.sleep(1.5)
@@ -67,21 +73,29 @@ def test_a_consumer_joining_before_its_topic_exists_is_first_assigned_every_part
 MESSAGES_PER_PARTITION = 2000
 
 
-def consume_as_a_projector(topic: str, group: str, counts: dict[str, int], name: str) -> None:
+def consume_as_a_projector(
+    topic: str, group: str, counts: dict[str, int], held: dict[str, set[TopicPartition]],
+    seen: set[bytes], name: str, wanted: int,
+) -> None:  # fmt: skip
     """Join with ``GroupMembership`` and consume as a projector does: polls ready at once
     taken into one batch, the first batch slow to store (as a first fold is). The stall
-    watch is off, so a stall would last."""
+    watch is off, so a stall would last. ``held``: the partitions of its last assignment;
+    ``seen``: every message either member read (a member reads its new partitions from 0)."""
     consumer = kafka.consumer(kafka_bootstrap(), group)
     membership = GroupMembership(consumer, topic, stored=lambda _: 0)
     membership.watch.idle = lambda: None  # type: ignore[method-assign]
+    record = membership._listener.on_partitions_assigned
+
+    def recorded(partitions: Any) -> None:
+        held[name] = set(partitions)
+        record(partitions)
+
+    membership._listener.on_partitions_assigned = recorded  # type: ignore[method-assign]
     membership.join()
     deadline = time.monotonic() + 40
     first = True
     try:
-        while (
-            time.monotonic() < deadline
-            and sum(counts.values()) < PARTITIONS * MESSAGES_PER_PARTITION
-        ):
+        while time.monotonic() < deadline and len(seen) < wanted:
             polled = consumer.poll(timeout_ms=500)
             if not polled:
                 continue
@@ -90,6 +104,7 @@ def consume_as_a_projector(topic: str, group: str, counts: dict[str, int], name:
                 time.sleep(2)
                 first = False
             counts[name] = counts.get(name, 0) + sum(map(len, batch.values()))
+            seen.update(message.value for messages in batch.values() for message in messages)
             membership.stored(batch)
     finally:
         consumer.close()
@@ -99,22 +114,73 @@ def test_two_consumers_started_together_share_the_partitions_and_read_them_at_on
     """Two projectors started together: the first's partitions stalled after the second
     joined, and the second was never assigned any, while ``join`` waited for the topic on
     the consumer's own metadata (it filled it with every topic of the cluster, and the
-    next refresh looked like a change). Every phase of a quick bench run stalled so."""
+    next refresh looked like a change). Every phase of a quick bench run stalled so.
+
+    Half the messages are there before they start (the first may read them all in its
+    first batch, before the second joins); the other half come once the group has shared
+    the partitions, so each member must fetch its own."""
     with scratch_topic("test-two-join", PARTITIONS) as topic:
         produce(topic, range(MESSAGES_PER_PARTITION), PARTITIONS)
         group = f"test-two-join-{uuid.uuid4().hex[:8]}"
         counts: dict[str, int] = {}
+        held: dict[str, set[TopicPartition]] = {}
+        seen: set[bytes] = set()
+        wanted = 2 * PARTITIONS * MESSAGES_PER_PARTITION
         started = time.monotonic()
         threads = [
-            threading.Thread(target=consume_as_a_projector, args=(topic, group, counts, name))
+            threading.Thread(
+                target=consume_as_a_projector, args=(topic, group, counts, held, seen, name, wanted)
+            )
             for name in ("first", "second")
         ]
         for thread in threads:
             thread.start()
             time.sleep(0.1)
+
+        def shared() -> bool:
+            return all(held.get(name) for name in ("first", "second")) and (
+                held["first"] | held["second"]
+                == {TopicPartition(topic, n) for n in range(PARTITIONS)}
+            )
+
+        wait_until(shared, 20, "the group to share the partitions between both", every=0.05)
+        produce(topic, range(MESSAGES_PER_PARTITION, 2 * MESSAGES_PER_PARTITION), PARTITIONS)
         for thread in threads:
             thread.join()
         took = time.monotonic() - started
-    assert sum(counts.values()) >= PARTITIONS * MESSAGES_PER_PARTITION
+    assert len(seen) == wanted
     assert counts.get("second"), "the second consumer never read a message"
     assert took < 20, f"took {took:.0f} s"
+
+
+def join_and_poll_once_assigned(topic: str) -> tuple[Any, set[TopicPartition]]:
+    """A new group's consumer joins with ``GroupMembership``: what its own metadata knew of
+    the topic's partitions when ``join`` returned, and its first assignment."""
+    consumer = kafka.consumer(kafka_bootstrap(), f"test-own-{uuid.uuid4().hex[:8]}")
+    membership = GroupMembership(consumer, topic, stored=lambda _: 0)
+    assignments = recorded_assignments(membership)
+    try:
+        membership.join()
+        known = consumer._cluster.partitions_for_topic(topic)
+
+        def assigned() -> bool:
+            consumer.poll(timeout_ms=200)
+            return bool(assignments)
+
+        wait_until(assigned, 60, "the group to assign the consumer its partitions")
+        return known, assignments[0]
+    finally:
+        consumer.close()
+
+
+def test_a_consumer_knows_its_topics_partitions_before_its_first_poll_joins_the_group() -> None:
+    """The CI failure of stop 26: the topic existed and another client saw it, yet the
+    consumer's first join was assigned nothing ("No partition metadata for topic") and
+    the rejoin when its metadata caught up never completed. Joining waits for the
+    consumer's own metadata, so the first poll's join has the partitions to assign."""
+    with scratch_topic("test-own-metadata", PARTITIONS) as topic:
+        every = {TopicPartition(topic, n) for n in range(PARTITIONS)}
+        for attempt in range(5):
+            known, first_assignment = join_and_poll_once_assigned(topic)
+            assert known == set(range(PARTITIONS)), f"attempt {attempt}: knew {known}"
+            assert first_assignment == every, f"attempt {attempt}"
