@@ -66,7 +66,8 @@ def admin_client(bootstrap: str, **config: Any) -> Iterator[Any]:
     """A Kafka admin client, closed after use."""
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-admin", **config)
+    config.setdefault("client_id", "mappa-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **config)
     try:
         yield admin
     finally:
@@ -217,32 +218,30 @@ class PartitionLag:
 def group_lag(bootstrap: str, group: str, topic_names: Iterable[str]) -> list[PartitionLag]:
     """Each partition's committed offset for ``group`` and how far behind the end it is."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="mappa-status")
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
+    with admin_client(bootstrap, client_id="mappa-status") as admin:
         committed = while_the_coordinator_loads(
             lambda: admin.list_group_offsets({group: None})
         ).get(group, {})
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
         partitions = [
             TopicPartition(topic, p)
             for topic in topic_names
             for p in sorted(probe.partitions_for_topic(topic) or ())
         ]
         ends = probe.end_offsets(partitions) if partitions else {}
-        return [
-            PartitionLag(
-                tp.topic,
-                tp.partition,
-                committed[tp].offset if tp in committed else None,
-                int(ends.get(tp, 0)),
-            )
-            for tp in partitions
-        ]
     finally:
         probe.close()
-        admin.close()
+    return [
+        PartitionLag(
+            tp.topic,
+            tp.partition,
+            committed[tp].offset if tp in committed else None,
+            int(ends.get(tp, 0)),
+        )
+        for tp in partitions
+    ]
 
 
 def while_the_coordinator_loads(ask: Callable[[], T], within_seconds: float = 20.0) -> T:
