@@ -291,12 +291,13 @@ class GroupMembership:
         """Subscribe, and wait until the consumer's own metadata shows the topic's partitions
         (``kafka.await_own_metadata``) so that its first join is assigned them.
 
-        A member that joins before its metadata has them is assigned none, and the rejoin
-        kafka-python makes when they appear once never completed under load: a projector
-        sat with no partitions until the test waiting for it gave up (a failed rejoin after
-        a metadata change is not tried again, as KAFKA-9815 describes for the Java client).
-        Waiting for another client to see the topic was not enough: the broker knew it, but
-        a CI run's leader still had no metadata for it when it assigned the partitions.
+        A member that joins before its metadata has them is assigned none, and must rejoin
+        once they appear; kafka-python left such a rejoin unfinished when a poll ran out of
+        time during it (now finished: see ``infra.kafka.consumer``), and a projector sat
+        with no partitions until the test waiting for it gave up. Waiting for another
+        client to see the topic was not enough: the broker knew it, but a CI run's leader
+        still had no metadata for it when it assigned the partitions (as every leader of
+        25 runs of that test did).
         """
         from infra import kafka
 

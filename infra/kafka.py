@@ -169,7 +169,34 @@ def consumer(bootstrap: str, group: str | None, **config: Any) -> Any:
         "fetch_max_wait_ms": 100,
     }
     settings.update(config)
-    return KafkaConsumer(**settings)
+    created = KafkaConsumer(**settings)
+    if group is not None:
+        _rejoin_until_joined(created._coordinator)
+    return created
+
+
+def _rejoin_until_joined(coordinator: Any) -> None:
+    """Make a consumer's group coordinator finish a rejoin that a metadata change began
+    (the fix of KAFKA-9815 in the Java client, missing from kafka-python 3.0).
+
+    kafka-python rejoins when the metadata its leader assigned from no longer matches the
+    cluster's; nothing else records that a rejoin is under way. A poll whose time runs out
+    leaves the join in flight for the next poll to take up, but once the new assignment is
+    made the two match again, so the next poll sees nothing to do: the assignment is never
+    applied, and the consumer holds no partitions for good (CI's hung test; a consumer
+    polling with ``timeout_ms=0`` after joining before its metadata showed the topic got
+    its partitions in 0 of 6 tries). Recording the rejoin as needed, as Java's coordinator
+    does, keeps every poll at it until the join completes, which clears the flag.
+    """
+    snapshots_differ = type(coordinator).need_rejoin
+
+    def need_rejoin() -> bool:
+        if snapshots_differ(coordinator):
+            coordinator.rejoin_needed = True
+            return True
+        return False
+
+    coordinator.need_rejoin = need_rejoin
 
 
 def await_own_metadata(subscribed: Any, topic: str, deadline: float) -> bool:
@@ -178,9 +205,9 @@ def await_own_metadata(subscribed: Any, topic: str, deadline: float) -> bool:
 
     kafka-python makes a subscribed consumer join its group at its first poll without
     waiting for its metadata (it waits only for a pattern's, KAFKA-3949). A group leader
-    whose metadata still lacks the topic assigns nobody any partition, and the rejoin it
-    makes when they appear once hung for over a minute in a loaded CI run; another client
-    seeing the topic (the broker knows it) does not mean this one does yet.
+    whose metadata still lacks the topic assigns nobody any partition and must rejoin when
+    they appear (see ``_rejoin_until_joined`` for how that rejoin could hang); another
+    client seeing the topic (the broker knows it) does not mean this one does yet.
 
     Asked through the client's own metadata future (kafka-python 3.0's private ``_cluster``,
     ``_manager`` and ``_net``): its one public call that fetches metadata,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.admin import NewTopic
 
 from consumers.offsets import GroupMembership
@@ -184,3 +185,59 @@ def test_a_consumer_knows_its_topics_partitions_before_its_first_poll_joins_the_
             known, first_assignment = join_and_poll_once_assigned(topic)
             assert known == set(range(PARTITIONS)), f"attempt {attempt}: knew {known}"
             assert first_assignment == every, f"attempt {attempt}"
+
+
+class RecordedAssignments(ConsumerRebalanceListener):
+    def __init__(self) -> None:
+        self.assignments: list[set[TopicPartition]] = []
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assignments.append(set(assigned))
+
+
+def assigned_nothing_then_every_partition(polls_timeout_ms: int) -> list[set[TopicPartition]]:
+    """A new group's consumer subscribes to a topic that does not exist yet and polls until
+    its first join is done; the topic is then created, and it polls until it holds every
+    partition. Its assignments, in order."""
+    topic = f"test-rejoin-{uuid.uuid4().hex[:12]}"
+    consumer = kafka.consumer(kafka_bootstrap(), f"test-rejoin-{uuid.uuid4().hex[:8]}")
+    listener = RecordedAssignments()
+    every = {TopicPartition(topic, n) for n in range(PARTITIONS)}
+
+    def polled_until(done: Callable[[], bool]) -> Callable[[], bool]:
+        def poll_once() -> bool:
+            consumer.poll(timeout_ms=polls_timeout_ms)
+            return done()
+
+        return poll_once
+
+    try:
+        consumer.subscribe([topic], listener=listener)
+        wait_until(polled_until(lambda: bool(listener.assignments)), 30, "the first join", 0)
+        with admin_client(kafka_bootstrap()) as admin:
+            admin.create_topics(
+                [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)],
+                wait_for_metadata=True,
+            )
+        wait_until(
+            polled_until(lambda: consumer.assignment() == every), 30, "the rejoin to complete", 0
+        )
+        return listener.assignments
+    finally:
+        consumer.close()
+        with admin_client(kafka_bootstrap()) as admin:
+            admin.delete_topics([topic])
+
+
+def test_a_rejoin_for_a_topic_that_appears_completes_though_every_poll_returns_at_once() -> None:
+    """A group leader assigned nothing (its topic did not exist yet) rejoins when the
+    topic appears. kafka-python left that rejoin unfinished when the poll that began it
+    ran out of time: the consumer never held a partition (0 of 6 tries with polls of
+    ``timeout_ms=0``). The tracker's consumers finish it (``infra.kafka.consumer``)."""
+    for _ in range(3):
+        assignments = assigned_nothing_then_every_partition(polls_timeout_ms=0)
+        assert assignments[0] == set(), "the topic did not exist: nothing to assign"
+        assert len(assignments[-1]) == PARTITIONS
