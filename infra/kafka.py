@@ -188,10 +188,12 @@ def _rejoin_until_joined(coordinator: Any) -> None:
     its partitions in 0 of 6 tries). Recording the rejoin as needed, as Java's coordinator
     does, keeps every poll at it until the join completes, which clears the flag.
     """
-    snapshots_differ = type(coordinator).need_rejoin
+    as_the_library_decides = type(coordinator).need_rejoin
 
     def need_rejoin() -> bool:
-        if snapshots_differ(coordinator):
+        # Whatever the reason (metadata, subscription or the flag itself), as Java's
+        # ``requestRejoin`` does: the flag outlives the reason until the join completes.
+        if as_the_library_decides(coordinator):
             coordinator.rejoin_needed = True
             return True
         return False
