@@ -75,23 +75,17 @@ MESSAGES_PER_PARTITION = 2000
 
 
 def consume_as_a_projector(
-    topic: str, group: str, counts: dict[str, int], held: dict[str, set[TopicPartition]],
+    topic: str, group: str, counts: dict[str, int], held: dict[str, list[set[TopicPartition]]],
     seen: set[bytes], name: str, wanted: int,
 ) -> None:  # fmt: skip
     """Join with ``GroupMembership`` and consume as a projector does: polls ready at once
     taken into one batch, the first batch slow to store (as a first fold is). The stall
-    watch is off, so a stall would last. ``held``: the partitions of its last assignment;
+    watch is off, so a stall would last. ``held``: its assignments, in order;
     ``seen``: every message either member read (a member reads its new partitions from 0)."""
     consumer = kafka.consumer(kafka_bootstrap(), group)
     membership = GroupMembership(consumer, topic, stored=lambda _: 0)
     membership.watch.idle = lambda: None  # type: ignore[method-assign]
-    record = membership._listener.on_partitions_assigned
-
-    def recorded(partitions: Any) -> None:
-        held[name] = set(partitions)
-        record(partitions)
-
-    membership._listener.on_partitions_assigned = recorded  # type: ignore[method-assign]
+    held[name] = recorded_assignments(membership)
     membership.join()
     deadline = time.monotonic() + 40
     first = True
@@ -124,7 +118,7 @@ def test_two_consumers_started_together_share_the_partitions_and_read_them_at_on
         produce(topic, range(MESSAGES_PER_PARTITION), PARTITIONS)
         group = f"test-two-join-{uuid.uuid4().hex[:8]}"
         counts: dict[str, int] = {}
-        held: dict[str, set[TopicPartition]] = {}
+        held: dict[str, list[set[TopicPartition]]] = {}
         seen: set[bytes] = set()
         wanted = 2 * PARTITIONS * MESSAGES_PER_PARTITION
         started = time.monotonic()
@@ -139,10 +133,10 @@ def test_two_consumers_started_together_share_the_partitions_and_read_them_at_on
             time.sleep(0.1)
 
         def shared() -> bool:
-            return all(held.get(name) for name in ("first", "second")) and (
-                held["first"] | held["second"]
-                == {TopicPartition(topic, n) for n in range(PARTITIONS)}
-            )
+            last = [held[name][-1] if held.get(name) else set() for name in ("first", "second")]
+            return all(last) and set.union(*last) == {
+                TopicPartition(topic, n) for n in range(PARTITIONS)
+            }
 
         wait_until(shared, 20, "the group to share the partitions between both", every=0.05)
         produce(topic, range(MESSAGES_PER_PARTITION, 2 * MESSAGES_PER_PARTITION), PARTITIONS)
