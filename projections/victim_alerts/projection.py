@@ -22,12 +22,11 @@ from projections.base import History, OffenderHistory, Projection, rows_of_offen
 from projections.ports import Transaction
 from projections.victim_alerts.rules import (
     CORRECTION,
-    ENROLLED,
     LATE_RELEASE_NOTICE,
-    NOTIFIED,
     RETRACTED,
     Alert,
     Fact,
+    Owing,
     derive_alerts,
     fact_of,
     instant_of,
@@ -81,16 +80,27 @@ class VictimAlertsProjection(Projection):
 
     def refresh(self, tx: Transaction, offenders: Sequence[OffenderHistory]) -> None:
         raised_at = self.clock().isoformat()
-        judged = [h for h in offenders if _may_change_alerts(h) and not _owes_nothing(h)]
+        # Each history to judge, its facts as the rules read them, and since when
+        # (``_judged_since``); not those whose batch cannot change their alerts.
+        judged: list[tuple[OffenderHistory, list[Fact], datetime | None]] = []
+        for history in offenders:
+            if not _may_change_alerts(history):
+                continue
+            facts = _facts_read(history)
+            since = _judged_since(history, facts)
+            if since is None or not _owes_nothing(history, facts, since):
+                judged.append((history, facts, since))
         # The alerts on record of a history kept from an earlier batch are those this
         # writer raised for it then (kept with the history): read only the others'.
-        on_record = _raised_for(tx, [h.offender_id for h in judged if _RAISED not in h.memo])
+        on_record = _raised_for(
+            tx, [history.offender_id for history, _, _ in judged if _RAISED not in history.memo]
+        )
         rows: list[tuple[Any, ...]] = []
-        for history in judged:
+        for history, facts, since in judged:
             raised = history.memo.get(_RAISED)
             if raised is None:
                 raised = on_record.get(history.offender_id, {})
-            for alert in self._judge(history, raised):
+            for alert in self._judge(history, raised, facts, since):
                 rows.append((*_alert_row(alert), history.offender_id, raised_at))
             history.memo[_RAISED] = raised
         if not rows:
@@ -106,11 +116,16 @@ class VictimAlertsProjection(Projection):
         if tx.dialect == "postgres":
             tx.execute(f"NOTIFY {ALERTS_CHANNEL}")  # delivered at commit
 
-    def _judge(self, history: OffenderHistory, raised: dict[str, Alert]) -> list[Alert]:
-        """The alerts to raise for ``history`` now, given those ``raised`` for it (by id),
-        which they are added to. (Not for a history ``_owes_nothing`` spares.)"""
-        facts = _facts_read(history)
-        since = _judged_since(history, facts)
+    def _judge(
+        self,
+        history: OffenderHistory,
+        raised: dict[str, Alert],
+        facts: Sequence[Fact],
+        since: datetime | None,
+    ) -> list[Alert]:
+        """The alerts to raise for ``history`` now (``facts``: ``_facts_read``; ``since``:
+        ``_judged_since``), given those ``raised`` for it (by id), which they are added to.
+        (Not for a history ``_owes_nothing`` spares.)"""
         if since is not None:
             return _added(raised, self._plan_since(history, raised, facts, since))
         moments = _moments_to_judge(history)
@@ -242,8 +257,7 @@ _ALERT_RELEVANT = frozenset(
 # Kept with a history between batches (in the writer's cache, which drops a history another
 # writer has moved on): the alerts on record for it, and its documents as the rules read them.
 _RAISED, _FACTS = f"{NAME}-raised", f"{NAME}-facts"
-# Also kept: how many of its facts ``_owes_nothing`` has looked at, whether one was an
-# enrolment, and when the latest notice of release among them happened.
+# Also kept: how many of its facts ``_owes_nothing`` has looked at, and their ``Owing``.
 _OWING = f"{NAME}-owing"
 
 
@@ -273,29 +287,20 @@ def _may_change_alerts(history: OffenderHistory) -> bool:
     return earliest is None or any(f.occurred <= earliest for f in facts[history.known_before :])
 
 
-def _owes_nothing(history: OffenderHistory) -> bool:
-    """Whether judging ``history`` now is known to raise nothing, without the alerts on
-    record: its batch retracts nothing (``_judged_since``), and it has no enrolment and no
-    notice of release that happened since then, which is what ``derive_alerts`` looks for
-    first. Two thirds of the offenders have no victim enrolled: most of their batches were
-    judged, and their alerts read from the database, only for ``derive_alerts`` to find so.
+def _owes_nothing(history: OffenderHistory, facts: Sequence[Fact], since: datetime) -> bool:
+    """Whether judging ``history`` (``facts``: as ``_facts_read`` gives them) now is known to
+    raise nothing, without the alerts on record, for a batch that retracts nothing (judged
+    ``since``: ``_judged_since``): what ``derive_alerts`` finds first (``Owing``), kept with
+    the history and extended by the facts new since. Two thirds of the offenders have no
+    victim enrolled: most of their batches were judged, and their alerts read from the
+    database, only for ``derive_alerts`` to find so.
     """
-    facts = _facts_read(history)
-    since = _judged_since(history, facts)
-    if since is None:
-        return False
-    looked_at, enrolled, latest_notice = history.memo.get(_OWING, (0, False, None))
+    looked_at, owing = history.memo.get(_OWING, (0, Owing()))
     if looked_at > len(facts):  # the history was read again from scratch
-        looked_at, enrolled, latest_notice = 0, False, None
-    for fact in facts[looked_at:]:
-        if fact.event_type == ENROLLED:
-            enrolled = True
-        elif fact.event_type == NOTIFIED and (
-            latest_notice is None or fact.occurred > latest_notice
-        ):
-            latest_notice = fact.occurred
-    history.memo[_OWING] = (len(facts), enrolled, latest_notice)
-    return not enrolled and (latest_notice is None or latest_notice < since)
+        looked_at, owing = 0, Owing()
+    owing = owing.after(facts[looked_at:])
+    history.memo[_OWING] = (len(facts), owing)
+    return not owing.may_owe(since)
 
 
 def _judged_since(history: OffenderHistory, facts: Sequence[Fact]) -> datetime | None:

@@ -91,17 +91,17 @@ ALERT_ID_NAMESPACE = uuid.UUID("37636868-c604-5226-8e12-61d684354382")
 
 LeadTimes = Callable[[str, int], str | None]
 
-ENROLLED = "victim.enrolled"
+_ENROLLED = "victim.enrolled"
 _WITHDRAWN = "victim.withdrawn"
 RETRACTED = "record.retracted"
-NOTIFIED = "release.notified"
+_NOTIFIED = "release.notified"
 _RELEASED = "custody.released"
 _LEVEL_CHANGED = "mappa.level-changed"
 _CASE_CLOSED = "mappa.case-closed"
 _AREA_TRANSFERRED = "mappa.area-transferred"
 
 _KIND_BY_EVENT_TYPE: dict[str, str] = {
-    NOTIFIED: "release-due",
+    _NOTIFIED: "release-due",
     _RELEASED: "released",
     "licence.conditions-set": "licence-conditions",
     "licence.recalled": "recalled",
@@ -606,7 +606,7 @@ def _addressing_enrolment(
             continue
         latest = max(known, key=_victim_order)
         if (
-            latest.event_type == ENROLLED
+            latest.event_type == _ENROLLED
             and _wants(latest, kind)
             and not (retracted_at and latest.event_id in retracted_at)
         ):
@@ -771,7 +771,7 @@ def _neighbouring_notices(notice: Fact, facts: Sequence[Fact]) -> tuple[Fact | N
             if seen:
                 break
             previous = None
-        elif fact.event_type == NOTIFIED:
+        elif fact.event_type == _NOTIFIED:
             if not seen:
                 previous = fact
             else:
@@ -1054,6 +1054,33 @@ def _sort_key(alert: Alert) -> tuple[datetime, str, int, str, str]:
     )
 
 
+class Owing(NamedTuple):
+    """What decides whether an offender's history may owe any alert, folded over its facts:
+    every alert is owed to an enrolled victim or is a late notice of release."""
+
+    enrolled: bool = False
+    # When the latest notice of release happened (None: there is none).
+    latest_notice: datetime | None = None
+
+    def after(self, facts: Iterable[Fact]) -> Owing:
+        """This, with ``facts`` folded in."""
+        enrolled, latest_notice = self
+        for fact in facts:
+            if fact.event_type == _ENROLLED:
+                enrolled = True
+            elif fact.event_type == _NOTIFIED and (
+                latest_notice is None or fact.occurred > latest_notice
+            ):
+                latest_notice = fact.occurred
+        return Owing(enrolled, latest_notice)
+
+    def may_owe(self, since: datetime | None = None) -> bool:
+        """Whether any alert of the events that happened at or after ``since`` (by default,
+        of every event) may be due: with no enrolment and no notice among them, none is."""
+        notice = self.latest_notice
+        return self.enrolled or (notice is not None and (since is None or notice >= since))
+
+
 def derive_alerts(
     history: Sequence[Mapping[str, Any]],
     lead_times: LeadTimes,
@@ -1072,8 +1099,8 @@ def derive_alerts(
     not on record, and wording every alert again at every new fact was most of its work).
     ``since``: derive only the alerts of the events that happened at or after it (by
     default, of every event); each event's alerts are judged on the whole history either way.
-    ``may_owe``: the caller has found an enrolment in ``read``, or a notice of release that
-    happened at or after ``since`` (else nothing is owed), so they are not looked for again.
+    ``may_owe``: the caller has found that the history may owe alerts (``Owing``), so it is
+    not looked at again.
 
     ``lead_times(area, level)`` gives the area's release-notice lead time for the level as
     an ISO 8601 duration, or ``None`` where the area has no rule. The result is the same for
@@ -1082,15 +1109,8 @@ def derive_alerts(
     and days (reference data should be checked with :func:`parse_duration` when loaded).
     """
     read = read if read is not None else [fact_of(document) for document in history]
-    if not may_owe and not any(
-        fact.event_type == ENROLLED
-        or (fact.event_type == NOTIFIED and (since is None or fact.occurred >= since))
-        for fact in read
-    ):
-        # Every alert is owed to an enrolled victim or is a late notice of release: with no
-        # enrolment in the history and no notice among the events judged, there is nothing
-        # to derive (and most histories are so).
-        return []
+    if not may_owe and not Owing().after(read).may_owe(since):
+        return []  # most histories are so
     judged = _facts(read)
     facts, retracted_at = judged.facts, judged.retracted_at
     offender_ref = next((fact.offender_ref for fact in facts if fact.offender_ref), "")
@@ -1101,7 +1121,7 @@ def derive_alerts(
     # with the retractions' times.
     with_retracted: set[str] = set()
     for fact in itertools.chain(facts, judged.once_known):
-        if fact.event_type in (ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
+        if fact.event_type in (_ENROLLED, _WITHDRAWN) and fact.info.get("victimRef"):
             victim_ref = str(fact.info["victimRef"])
             of_victim.setdefault(victim_ref, []).append(fact)
             if fact.event_id in retracted_at:
@@ -1146,7 +1166,7 @@ def derive_alerts(
                 _victim_alert(trigger, telling, enrolment, alert_id)
                 for enrolment, alert_id in zip(enrolments, ids, strict=True)
             )
-        if trigger.event_type == NOTIFIED:
+        if trigger.event_type == _NOTIFIED:
             alerts.extend(_late_notice_alerts(trigger, judged, lead_times, reference, on_record))
     return sorted(alerts, key=_sort_key)
 

@@ -23,6 +23,7 @@ from projections.victim_alerts.rules import (
     CalendarDay,
     Duration,
     LeadTimes,
+    Owing,
     _for_people,
     add_duration,
     alert_id_for,
@@ -915,3 +916,15 @@ def test_a_notice_given_at_the_end_of_the_calendar_is_judged_not_raised_on() -> 
     # 31 January, 29 February and 20 March of the year 10000.
     assert alert.details["daysShort"] == 80
     assert "on or after 10000-03-20, so it was 80 days short" in alert.message
+
+
+def test_only_an_enrolment_or_a_notice_judged_from_on_may_make_alerts_owed() -> None:
+    facts = [fact_of(fact("release.notified", at(0))), fact_of(fact("custody.received", at(5)))]
+    owing = Owing().after(facts)
+    assert owing.may_owe()
+    assert owing.may_owe(since=at(0))  # the notice itself is among the events judged
+    assert not owing.may_owe(since=at(1))
+    assert Owing().after(facts[1:]).may_owe() is False
+    assert owing.after([fact_of(enrolled(at(-3)))]).may_owe(since=at(9))
+    # Folded in two parts, the same as folded at once.
+    assert Owing().after(facts[:1]).after(facts[1:]) == owing
